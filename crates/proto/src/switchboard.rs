@@ -362,7 +362,11 @@ impl Switchboard {
                 out,
             ),
             ClientMessage::Accept { call_id } => {
-                if self.in_connected_call(&me.user) {
+                let offered = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.phase() == Phase::Ringing && c.has_party(&me));
+                if offered && self.in_connected_call(&me.user) {
                     Self::error(
                         sid,
                         ErrorCode::AlreadyInCall,

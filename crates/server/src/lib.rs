@@ -1,1 +1,128 @@
+//! tincan-server: the WebSocket signaling server.
+//!
+//! It verifies UserSigs at sign-in, keeps presence, routes invitations under the rules of
+//! [`tincan_proto::switchboard`], and relays SDP / ICE only between the parties of a call. The
+//! protocol logic is the pure switchboard; this crate is the I/O around it (axum, one task per
+//! connection, a ring-timeout ticker). It can run as its own binary or inside the desktop app.
 
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod hub;
+mod routes;
+
+pub use config::ServerConfig;
+
+use hub::Hub;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// How often ring deadlines are checked.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running server. Dropping it leaves the server running; call [`ServerHandle::shutdown`].
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    hub: Arc<Hub>,
+    stop: Arc<Notify>,
+    serve: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Signed-in sessions right now.
+    pub fn session_count(&self) -> usize {
+        self.hub.session_count()
+    }
+
+    /// Open WebSocket connections right now.
+    pub fn connection_count(&self) -> usize {
+        self.hub.connection_count()
+    }
+
+    /// Closes every connection with `server_shutdown` and stops listening.
+    pub async fn shutdown(self) {
+        self.hub.shutdown();
+        self.stop.notify_one();
+        self.ticker.abort();
+        let mut serve = self.serve;
+        if tokio::time::timeout(Duration::from_secs(2), &mut serve).await.is_err() {
+            serve.abort();
+        }
+    }
+
+    /// Runs until the server stops by itself (it does not, unless the listener fails).
+    pub async fn wait(self) {
+        let _ = self.serve.await;
+    }
+}
+
+/// Binds `config.listen` and serves on the current tokio runtime.
+pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    if config.dev_issue_sigs {
+        tracing::warn!(
+            "--dev-issue-sigs is ON: anyone who can reach {addr} can get a UserSig for any user ID. \
+             Use this for local demos only."
+        );
+    }
+    let hub = Hub::new(config);
+    let app = routes::router(hub.clone());
+    let stop = Arc::new(Notify::new());
+    let stopped = stop.clone();
+    let serve = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.notified().await })
+            .await;
+        if let Err(err) = result {
+            tracing::error!(%err, "server stopped");
+        }
+    });
+    let ticking = hub.clone();
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            ticking.tick();
+        }
+    });
+    tracing::info!(%addr, "tincan-server listening");
+    Ok(ServerHandle {
+        addr,
+        hub,
+        stop,
+        serve,
+        ticker,
+    })
+}

@@ -1,0 +1,257 @@
+//! The `tincan-server` command line: `serve`, `usersig gen`, `usersig verify`.
+//!
+//! The secret key is read from `TINCAN_SECRET_KEY` or `--secret-key-file`, never from argv, where
+//! any user of the machine could read it in `ps`.
+
+use crate::ServerConfig;
+use clap::{Args, Parser, Subcommand};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tincan_proto::{SecretKey, UserId, UserSigKey};
+
+/// The environment variable that carries the secret key.
+pub const SECRET_ENV: &str = "TINCAN_SECRET_KEY";
+
+#[derive(Debug, Parser)]
+#[command(name = "tincan-server", version, about = "tincan signaling server and UserSig tool")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the signaling server.
+    Serve(ServeArgs),
+    /// Generate or verify TLSSigAPIv2 UserSigs.
+    #[command(subcommand)]
+    Usersig(UsersigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    /// Read the secret key from this file (trailing whitespace ignored). Otherwise $TINCAN_SECRET_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TINCAN_LISTEN", default_value = "127.0.0.1:7480")]
+    pub listen: SocketAddr,
+    /// The SDKAppID whose UserSigs are accepted.
+    #[arg(long, env = "TINCAN_SDKAPPID")]
+    pub sdkappid: u64,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// A user signing in again kicks the older session offline (instead of ringing every device).
+    #[arg(long)]
+    pub single_session: bool,
+    /// Frames above this size get a `frame_too_large` error.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Ring timeout when an invite gives none, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub default_ring_secs: u32,
+    /// Longest ring timeout an invite may ask for, seconds.
+    #[arg(long, default_value_t = 120)]
+    pub max_ring_secs: u32,
+    /// Ping interval, seconds.
+    #[arg(long, default_value_t = 25)]
+    pub heartbeat_secs: u64,
+    /// Close connections silent for this long, seconds.
+    #[arg(long, default_value_t = 75)]
+    pub idle_timeout_secs: u64,
+    /// Open connections at most.
+    #[arg(long, default_value_t = 60_000)]
+    pub max_connections: usize,
+    /// Outgoing frames buffered per connection before it counts as a slow consumer.
+    #[arg(long, default_value_t = 64)]
+    pub send_queue: usize,
+    /// Serve the browser UI (a trunk `dist` folder) at `/`.
+    #[arg(long, value_name = "DIR")]
+    pub ui_dir: Option<PathBuf>,
+    /// DANGEROUS, demos only: hand out a UserSig for any user ID at /dev/usersig.
+    #[arg(long)]
+    pub dev_issue_sigs: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersigCommand {
+    /// Print a UserSig on one line.
+    Gen(GenArgs),
+    /// Read a UserSig from stdin; exit 0 if valid, 1 with the reason on stderr if not.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    #[arg(long)]
+    pub sdkappid: u64,
+    #[arg(long)]
+    pub user: UserId,
+    /// Lifetime, seconds.
+    #[arg(long)]
+    pub expire: u64,
+    /// Issue time, unix seconds (default: now).
+    #[arg(long)]
+    pub time: Option<u64>,
+    /// Userbuf bytes, hex.
+    #[arg(long, value_name = "HEX")]
+    pub userbuf_hex: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub sdkappid: u64,
+    #[arg(long)]
+    pub user: String,
+    /// Check expiry against this unix time (default: now).
+    #[arg(long)]
+    pub now: Option<u64>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// Why a command could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(
+        "no secret key: set {SECRET_ENV}=<key> in the environment or pass --secret-key-file <file> \
+         (the key is never read from the command line)"
+    )]
+    NoSecret,
+    #[error("cannot read secret key file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the secret key is empty")]
+    EmptySecret,
+    #[error("--userbuf-hex is not valid hex: {0}")]
+    Hex(#[from] hex::FromHexError),
+    #[error("cannot read the UserSig from stdin: {0}")]
+    Stdin(std::io::Error),
+    #[error("invalid UserSig: {0}")]
+    Invalid(#[from] tincan_proto::UserSigError),
+    #[error(transparent)]
+    Server(#[from] crate::ServerError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl SecretArgs {
+    /// Loads the secret from the file or the environment.
+    pub fn load(&self) -> Result<SecretKey, CliError> {
+        let raw = match &self.secret_key_file {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| CliError::SecretFile {
+                path: path.clone(),
+                source,
+            })?,
+            None => std::env::var(SECRET_ENV).map_err(|_| CliError::NoSecret)?,
+        };
+        let key = raw.trim_end().to_owned();
+        if key.is_empty() {
+            return Err(CliError::EmptySecret);
+        }
+        Ok(SecretKey::new(key))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Runs the command line; the binary's `main` is just this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tincan-server: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Usersig(UsersigCommand::Gen(a)) => {
+            let key = UserSigKey::new(a.sdkappid, a.secret.load()?);
+            let userbuf = a.userbuf_hex.as_deref().map(hex::decode).transpose()?;
+            let sig = key.gen(&a.user, a.time.unwrap_or_else(unix_now), a.expire, userbuf.as_deref());
+            println!("{sig}");
+            Ok(())
+        }
+        Command::Usersig(UsersigCommand::Verify(a)) => {
+            let key = UserSigKey::new(a.sdkappid, a.secret.load()?);
+            let mut sig = String::new();
+            std::io::stdin()
+                .take(64 * 1024)
+                .read_to_string(&mut sig)
+                .map_err(CliError::Stdin)?;
+            let claims = key.verify(sig.trim(), &a.user, a.now.unwrap_or_else(unix_now))?;
+            eprintln!("valid: user {} until {} (unix seconds)", claims.identifier, claims.expires_at());
+            Ok(())
+        }
+        Command::Serve(a) => serve(a),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<(), CliError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let secret = a.secret.load()?;
+    let mut config = ServerConfig::new(a.listen, a.sdkappid, secret).with_max_frame_bytes(a.max_frame_bytes);
+    config.switchboard.single_session = a.single_session;
+    config.switchboard.default_ring_secs = a.default_ring_secs;
+    config.switchboard.max_ring_secs = a.max_ring_secs.max(1);
+    config.switchboard.heartbeat_secs = u32::try_from(a.heartbeat_secs).unwrap_or(u32::MAX);
+    config.heartbeat = Duration::from_secs(a.heartbeat_secs.max(1));
+    config.idle_timeout = Duration::from_secs(a.idle_timeout_secs.max(1));
+    config.max_connections = a.max_connections;
+    config.send_queue = a.send_queue.max(1);
+    config.ui_dir = a.ui_dir;
+    config.dev_issue_sigs = a.dev_issue_sigs;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    rt.block_on(async {
+        let handle = crate::start(config).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM (what `systemctl stop` and container runtimes send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,161 @@
+//! A real server on a loopback port and real WebSocket clients, for the integration tests.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tincan_proto::{
+    CallId, ClientMessage, DeviceId, SecretKey, ServerMessage, SigToken, UserId, UserSigKey,
+    PROTOCOL_VERSION,
+};
+use tincan_server::{ServerConfig, ServerHandle};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const APP: u64 = 1400000001;
+pub const SECRET: &str = "test-secret-key";
+const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub key: UserSigKey,
+    pub url: String,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+pub async fn server_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let mut cfg = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        APP,
+        SecretKey::new(SECRET.into()),
+    );
+    tweak(&mut cfg);
+    let handle = tincan_server::start(cfg).await.expect("server starts");
+    let url = format!("ws://{}/ws", handle.local_addr());
+    TestServer {
+        handle,
+        key: UserSigKey::new(APP, SecretKey::new(SECRET.into())),
+        url,
+    }
+}
+
+pub async fn server() -> TestServer {
+    server_with(|_| {}).await
+}
+
+pub fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+pub fn cid(s: &str) -> CallId {
+    CallId::new(s).unwrap()
+}
+
+impl TestServer {
+    pub fn sig(&self, user: &str) -> String {
+        self.key.gen(&uid(user), now_secs(), 3600, None)
+    }
+
+    pub async fn connect(&self) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(&self.url)
+            .await
+            .expect("connects");
+        Client { ws }
+    }
+
+    /// Connects and signs in; asserts `login_ok`.
+    pub async fn login(&self, user: &str, device: &str) -> Client {
+        let mut c = self.connect().await;
+        c.send(&login_msg(user, device, self.sig(user))).await;
+        match c.recv().await {
+            ServerMessage::LoginOk { user_id, .. } => assert_eq!(user_id.as_str(), user),
+            other => panic!("expected login_ok, got {other:?}"),
+        }
+        c
+    }
+}
+
+pub fn login_msg(user: &str, device: &str, sig: String) -> ClientMessage {
+    ClientMessage::Login {
+        version: PROTOCOL_VERSION,
+        sdk_app_id: APP,
+        user_id: uid(user),
+        user_sig: SigToken(sig),
+        device_id: DeviceId::new(device).unwrap(),
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send(&mut self, m: &ClientMessage) {
+        self.send_raw(&m.encode()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next protocol frame (pings are skipped).
+    pub async fn recv(&mut self) -> ServerMessage {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within 5 s")
+                .expect("stream open")
+                .expect("frame ok");
+            match frame {
+                Message::Text(t) => return ServerMessage::decode(t.as_str()).expect("server frame parses"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame must be an error with this code.
+    pub async fn expect_error(&mut self, code: tincan_proto::ErrorCode) -> ServerMessage {
+        let m = self.recv().await;
+        match &m {
+            ServerMessage::Error { code: got, .. } if *got == code => m,
+            other => panic!("expected error {code:?}, got {other:?}"),
+        }
+    }
+
+    /// Waits for the server's close frame; returns its code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close within 5 s");
+            match frame {
+                Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+                Some(Ok(Message::Close(None))) => return (u16::from(CloseCode::Status), String::new()),
+                Some(Ok(Message::Text(t))) => panic!("expected close, got {t}"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("expected a close frame, got error {e}"),
+                None => panic!("stream ended without a close frame"),
+            }
+        }
+    }
+
+    /// Nothing arrives within `ms` (pings aside).
+    pub async fn expect_silence(&mut self, ms: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+}
