@@ -1,0 +1,272 @@
+//! Secrets in the OS keyring: the secret key (SDKAppID + key sign-in), a pasted UserSig, and the key of
+//! the embedded local server.
+//!
+//! Every secret is held in a [`Sensitive`] the moment it is read, so it cannot be printed or serialized.
+//! Entries are namespaced by the app identifier (the keyring "service") and the profile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tincan_ipc::{ErrorCode, IpcError};
+use tincan_proto::{SecretKey, Sensitive};
+
+/// The keyring service every entry lives under (the Tauri app identifier).
+pub const SERVICE: &str = "dev.tincan.app";
+
+/// Account of the embedded server's key. Shared by all profiles, so any window can host the server.
+pub const EMBEDDED_ACCOUNT: &str = "embedded-server/secret-key";
+
+/// What goes wrong with the keyring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// No Secret Service / Keychain / Credential Manager to talk to.
+    #[error(
+        "No keyring is available, so tincan has nowhere safe to keep your credentials. On Linux, \
+         install and start a Secret Service provider (for example `apt install gnome-keyring`, then \
+         sign in to a desktop session or run `gnome-keyring-daemon --start --components=secrets`), \
+         then try again. ({detail})"
+    )]
+    Unavailable { detail: String },
+    /// The keyring answered but failed (locked and not unlocked, refused, …).
+    #[error("The keyring refused the request: {detail}")]
+    Keyring { detail: String },
+}
+
+impl From<CredentialError> for IpcError {
+    fn from(e: CredentialError) -> Self {
+        let code = match e {
+            CredentialError::Unavailable { .. } => ErrorCode::KeyringUnavailable,
+            CredentialError::Keyring { .. } => ErrorCode::Keyring,
+        };
+        IpcError::new(code, e.to_string())
+    }
+}
+
+/// Somewhere to keep secrets. The app uses [`KeyringStore`]; tests of the logic use [`MemoryStore`].
+pub trait SecretStore: Send + Sync + 'static {
+    fn get(&self, account: &str) -> Result<Option<Sensitive<String>>, CredentialError>;
+    fn set(&self, account: &str, secret: &Sensitive<String>) -> Result<(), CredentialError>;
+    /// Removes an entry; removing a missing one is not an error.
+    fn delete(&self, account: &str) -> Result<(), CredentialError>;
+}
+
+/// The OS keyring (Secret Service on Linux, Keychain on macOS, Credential Manager on Windows).
+#[derive(Debug, Clone)]
+pub struct KeyringStore {
+    service: String,
+}
+
+impl KeyringStore {
+    pub fn new(service: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+        }
+    }
+
+    fn entry(&self, account: &str) -> Result<keyring::Entry, CredentialError> {
+        keyring::Entry::new(&self.service, account).map_err(map_keyring_error)
+    }
+}
+
+/// Tells "there is no keyring at all" apart from other failures, so the user gets an actionable message.
+fn map_keyring_error(e: keyring::Error) -> CredentialError {
+    let detail = e.to_string();
+    match e {
+        keyring::Error::NoStorageAccess(_) => CredentialError::Unavailable { detail },
+        keyring::Error::PlatformFailure(_) => {
+            let lower = detail.to_lowercase();
+            if lower.contains("dbus")
+                || lower.contains("d-bus")
+                || lower.contains("secret service")
+                || lower.contains("org.freedesktop.secrets")
+                || lower.contains("autolaunch")
+                || lower.contains("no such file")
+            {
+                CredentialError::Unavailable { detail }
+            } else {
+                CredentialError::Keyring { detail }
+            }
+        }
+        _ => CredentialError::Keyring { detail },
+    }
+}
+
+impl SecretStore for KeyringStore {
+    fn get(&self, account: &str) -> Result<Option<Sensitive<String>>, CredentialError> {
+        match self.entry(account)?.get_password() {
+            Ok(p) => Ok(Some(Sensitive::new(p))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(map_keyring_error(e)),
+        }
+    }
+
+    fn set(&self, account: &str, secret: &Sensitive<String>) -> Result<(), CredentialError> {
+        self.entry(account)?
+            .set_password(secret.expose())
+            .map_err(map_keyring_error)
+    }
+
+    fn delete(&self, account: &str) -> Result<(), CredentialError> {
+        match self.entry(account)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(map_keyring_error(e)),
+        }
+    }
+}
+
+/// An in-memory store for tests of the logic above the keyring.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    entries: Arc<Mutex<HashMap<String, Sensitive<String>>>>,
+    /// When set, every call fails as if no keyring were running.
+    pub unavailable: bool,
+}
+
+impl MemoryStore {
+    fn check(&self) -> Result<(), CredentialError> {
+        if self.unavailable {
+            return Err(CredentialError::Unavailable {
+                detail: "test: no Secret Service".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sensitive<String>>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl SecretStore for MemoryStore {
+    fn get(&self, account: &str) -> Result<Option<Sensitive<String>>, CredentialError> {
+        self.check()?;
+        Ok(self.lock().get(account).cloned())
+    }
+    fn set(&self, account: &str, secret: &Sensitive<String>) -> Result<(), CredentialError> {
+        self.check()?;
+        self.lock().insert(account.to_owned(), secret.clone());
+        Ok(())
+    }
+    fn delete(&self, account: &str) -> Result<(), CredentialError> {
+        self.check()?;
+        self.lock().remove(account);
+        Ok(())
+    }
+}
+
+/// One profile's credentials.
+#[derive(Clone)]
+pub struct Credentials {
+    store: Arc<dyn SecretStore>,
+    profile: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    pub fn new(store: Arc<dyn SecretStore>, profile: impl Into<String>) -> Self {
+        Self {
+            store,
+            profile: profile.into(),
+        }
+    }
+
+    fn account(&self, what: &str) -> String {
+        format!("profile/{}/{what}", self.profile)
+    }
+
+    /// Saves the secret key for SDKAppID + key sign-in.
+    pub fn save_secret_key(&self, key: &SecretKey) -> Result<(), CredentialError> {
+        self.store.set(&self.account("secret-key"), key)
+    }
+
+    pub fn secret_key(&self) -> Result<Option<SecretKey>, CredentialError> {
+        self.store.get(&self.account("secret-key"))
+    }
+
+    /// Saves a UserSig pasted from the user's own server.
+    pub fn save_user_sig(&self, sig: &Sensitive<String>) -> Result<(), CredentialError> {
+        self.store.set(&self.account("user-sig"), sig)
+    }
+
+    pub fn user_sig(&self) -> Result<Option<Sensitive<String>>, CredentialError> {
+        self.store.get(&self.account("user-sig"))
+    }
+
+    /// Removes this profile's secret key and UserSig (the embedded server's key stays: other
+    /// profiles may use it, and it never leaves this machine).
+    pub fn forget(&self) -> Result<(), CredentialError> {
+        self.store.delete(&self.account("secret-key"))?;
+        self.store.delete(&self.account("user-sig"))
+    }
+
+    /// The embedded server's key, generated on first use and kept in the keyring.
+    pub fn embedded_secret(&self) -> Result<SecretKey, CredentialError> {
+        if let Some(k) = self.store.get(EMBEDDED_ACCOUNT)? {
+            return Ok(k);
+        }
+        let key = SecretKey::new(random_hex(32));
+        self.store.set(EMBEDDED_ACCOUNT, &key)?;
+        // Read back, so two windows racing to create it end up with the same key.
+        Ok(self.store.get(EMBEDDED_ACCOUNT)?.unwrap_or(key))
+    }
+}
+
+/// `bytes` random bytes as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_round_trip_and_forget() {
+        let store = Arc::new(MemoryStore::default());
+        let c = Credentials::new(store.clone(), "alice");
+        assert!(c.secret_key().unwrap().is_none());
+        c.save_secret_key(&SecretKey::new("k1".into())).unwrap();
+        c.save_user_sig(&Sensitive::new("sig".into())).unwrap();
+        assert_eq!(c.secret_key().unwrap().unwrap().expose(), "k1");
+        // Another profile does not see it.
+        let other = Credentials::new(store, "bob");
+        assert!(other.secret_key().unwrap().is_none());
+        c.forget().unwrap();
+        assert!(c.secret_key().unwrap().is_none());
+        assert!(c.user_sig().unwrap().is_none());
+    }
+
+    #[test]
+    fn embedded_secret_is_made_once_and_shared() {
+        let store = Arc::new(MemoryStore::default());
+        let a = Credentials::new(store.clone(), "a")
+            .embedded_secret()
+            .unwrap();
+        let b = Credentials::new(store, "b").embedded_secret().unwrap();
+        assert_eq!(a.expose(), b.expose());
+        assert_eq!(a.expose().len(), 64);
+    }
+
+    #[test]
+    fn no_keyring_is_a_clear_typed_error() {
+        let store = Arc::new(MemoryStore {
+            unavailable: true,
+            ..MemoryStore::default()
+        });
+        let err = Credentials::new(store, "a").secret_key().unwrap_err();
+        let ipc: IpcError = err.into();
+        assert_eq!(ipc.code, ErrorCode::KeyringUnavailable);
+        assert!(ipc.message.contains("gnome-keyring"));
+    }
+}

@@ -1,0 +1,93 @@
+//! The embedded local server: with no server configured the app uses ws://127.0.0.1:7480/ws, and if
+//! nothing listens there it starts tincan-server in-process on that port. Every window on the machine
+//! signs with the same key (kept in the keyring), so any of them can host, and when the host quits the
+//! next reconnect of another window takes over.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use tincan_ipc::{ErrorCode, IpcError};
+use tincan_proto::SecretKey;
+use tokio::sync::Mutex;
+
+/// The SDKAppID the embedded server runs with.
+pub const EMBEDDED_SDK_APP_ID: u64 = 1_400_000_001;
+/// The port it listens on (overridable with `TINCAN_EMBEDDED_PORT`, for tests).
+pub const DEFAULT_PORT: u16 = 7480;
+
+/// The port from the environment, or the default.
+pub fn port_from_env() -> u16 {
+    std::env::var("TINCAN_EMBEDDED_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(DEFAULT_PORT)
+}
+
+/// Hosts (or finds) the local server.
+#[derive(Debug)]
+pub struct EmbeddedHost {
+    addr: SocketAddr,
+    handle: Mutex<Option<tincan_server::ServerHandle>>,
+}
+
+impl EmbeddedHost {
+    pub fn new(port: u16) -> Self {
+        Self {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            handle: Mutex::new(None),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Whether this process runs the server now.
+    pub async fn hosting(&self) -> bool {
+        self.handle.lock().await.is_some()
+    }
+
+    /// Makes sure something serves `addr`: if nothing answers, starts the server here. Returns
+    /// whether this call started it.
+    pub async fn ensure(
+        &self,
+        secret: impl FnOnce() -> Result<SecretKey, IpcError>,
+    ) -> Result<bool, IpcError> {
+        let mut handle = self.handle.lock().await;
+        if handle.is_some() {
+            return Ok(false);
+        }
+        let probe = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(self.addr),
+        )
+        .await;
+        if matches!(probe, Ok(Ok(_))) {
+            return Ok(false);
+        }
+        let config = tincan_server::ServerConfig::new(self.addr, EMBEDDED_SDK_APP_ID, secret()?);
+        match tincan_server::start(config).await {
+            Ok(h) => {
+                tracing::info!(addr = %h.local_addr(), "hosting the embedded server");
+                *handle = Some(h);
+                Ok(true)
+            }
+            // Another window won the race to bind: use its server.
+            Err(tincan_server::ServerError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(IpcError::new(
+                ErrorCode::ServerUnreachable,
+                format!("Could not start the local server: {e}"),
+            )),
+        }
+    }
+
+    /// Stops hosting (at quit); other windows take over on their next reconnect.
+    pub async fn shutdown(&self) {
+        if let Some(h) = self.handle.lock().await.take() {
+            h.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! tincan's desktop app. The Tauri shell ([`shell`], [`ipc`]) is thin; the logic lives in plain
+//! modules that are tested without a webview:
+//!
+//! - [`credentials`]: secrets in the OS keyring, wrapped in `Sensitive`.
+//! - [`signaling`]: the one task that owns the WebSocket (reconnect, re-login, events).
+//! - [`call_view`]: this window's view of its call, as a pure state machine.
+//! - [`embedded`]: the local tincan-server that serves calls on one machine with no setup.
+//! - [`storage`]: settings and call history.
+//! - [`service`]: ties them together behind the commands the UI calls.
+
+pub mod call_view;
+pub mod credentials;
+pub mod embedded;
+pub mod ipc;
+pub mod service;
+pub mod shell;
+pub mod signaling;
+pub mod storage;
+
+/// Entry point of the binary.
+pub fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TINCAN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = match shell::Options::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tincan: {e}");
+            std::process::exit(2);
+        }
+    };
+    shell::run(options);
+}

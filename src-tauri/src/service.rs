@@ -1,0 +1,471 @@
+//! The app's core, free of Tauri: sign-in with each kind of credentials, the signaling session,
+//! settings and history. The Tauri commands in `crate::ipc` are one-line wrappers around these
+//! methods, and tests drive them directly against a real tincan-server.
+
+use crate::credentials::Credentials;
+use crate::embedded::{EmbeddedHost, EMBEDDED_SDK_APP_ID};
+use crate::signaling::{BoxFuture, Connector, EventSink, LoginPlan, PlanError, Signaling, Timing};
+use crate::storage::Store;
+use std::sync::Arc;
+use tincan_ipc::{
+    AppEvent, AppState, CallView, ConnectionState, CredentialMode, ErrorCode, HistoryEntry,
+    IpcError, SavedCredentials, ServerInfo, Settings, SignInArgs, SignInCredentials,
+};
+use tincan_proto::{
+    usersig, CallId, CallType, ClientMessage, DeviceId, MediaSignal, SecretKey, Sensitive,
+    SigToken, UserId, UserSigKey, PROTOCOL_VERSION,
+};
+
+/// Everything the core needs from the outside.
+pub struct ServiceConfig {
+    pub profile: String,
+    pub credentials: Credentials,
+    pub store: Store,
+    pub host: Arc<EmbeddedHost>,
+    /// A server address that wins over the settings (`--server` / `TINCAN_SERVER`).
+    pub server_override: Option<String>,
+    /// Where events go (the window, the tray).
+    pub sink: EventSink,
+    pub timing: Timing,
+}
+
+/// The app's core.
+pub struct Service {
+    profile: String,
+    creds: Credentials,
+    store: Store,
+    host: Arc<EmbeddedHost>,
+    server_override: Option<String>,
+    sink: EventSink,
+    timing: Timing,
+    session: tokio::sync::Mutex<Option<Signaling>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    crate::signaling::now_ms() / 1000
+}
+
+fn invalid(msg: impl Into<String>) -> IpcError {
+    IpcError::new(ErrorCode::InvalidInput, msg)
+}
+
+/// Parses a user ID, with the rule in the message.
+pub fn parse_user_id(s: &str) -> Result<UserId, IpcError> {
+    UserId::new(s.trim()).map_err(|e| {
+        IpcError::new(
+            ErrorCode::InvalidUserId,
+            format!("That user ID is not valid: {e}."),
+        )
+    })
+}
+
+impl Service {
+    pub fn new(c: ServiceConfig) -> Self {
+        if let Err(e) = c.store.close_interrupted() {
+            tracing::warn!(error = %e, "could not tidy the call history");
+        }
+        // Wrap the sink: history is written as calls start and end.
+        let store = c.store.clone();
+        let outer = c.sink.clone();
+        let sink: EventSink = Arc::new(move |ev: AppEvent| {
+            let history_changed = match &ev {
+                AppEvent::Call { call: Some(call) } => store.record_call(call),
+                AppEvent::MissedCalls { calls } => store.record_missed(calls).map(|()| true),
+                _ => Ok(false),
+            };
+            outer(ev);
+            match history_changed {
+                Ok(true) => outer(AppEvent::History {
+                    entries: store.history(),
+                }),
+                Ok(false) => {}
+                Err(error) => outer(AppEvent::Error { error }),
+            }
+        });
+        Self {
+            profile: c.profile,
+            creds: c.credentials,
+            store: c.store,
+            host: c.host,
+            server_override: c.server_override,
+            sink,
+            timing: c.timing,
+            session: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn profile(&self) -> &str {
+        &self.profile
+    }
+
+    /// Where this profile signs in.
+    pub async fn server_info(&self) -> ServerInfo {
+        match self.remote_url() {
+            Some(url) => ServerInfo::Remote { url },
+            None => ServerInfo::Embedded {
+                url: self.host.url(),
+                hosting: self.host.hosting().await,
+            },
+        }
+    }
+
+    fn remote_url(&self) -> Option<String> {
+        self.server_override
+            .clone()
+            .or_else(|| self.store.settings().server_url)
+    }
+
+    /// What is saved, without any secret. Keyring trouble reads as "nothing saved" here; sign-in
+    /// reports it properly.
+    pub fn saved(&self) -> SavedCredentials {
+        let has_secret_key = match self.creds.secret_key() {
+            Ok(k) => k.is_some(),
+            Err(e) => {
+                tracing::debug!(error = %e, "keyring not readable");
+                false
+            }
+        };
+        let user_sig_expires_at = self
+            .creds
+            .user_sig()
+            .ok()
+            .flatten()
+            .and_then(|s| usersig::inspect(s.expose()).ok())
+            .map(|c| c.expires_at());
+        SavedCredentials {
+            last_user_id: self.store.last_user_id(),
+            last_mode: self.store.last_mode(),
+            last_sdk_app_id: self.store.last_sdk_app_id(),
+            has_secret_key,
+            user_sig_expires_at,
+        }
+    }
+
+    pub async fn state(&self) -> AppState {
+        let snap = self.session.lock().await.as_ref().map(|s| s.snapshot());
+        AppState {
+            profile: self.profile.clone(),
+            server: self.server_info().await,
+            connection: snap
+                .as_ref()
+                .map(|s| s.connection.clone())
+                .unwrap_or(ConnectionState::SignedOut),
+            user: snap.as_ref().and_then(|s| s.user.clone()),
+            call: snap.and_then(|s| s.call),
+            saved: self.saved(),
+        }
+    }
+
+    /// Signs in (replacing any current session).
+    pub async fn sign_in(&self, args: SignInArgs) -> Result<AppState, IpcError> {
+        let user = parse_user_id(&args.user_id)?;
+        let settings = self.store.settings();
+        let lifetime = settings.usersig_lifetime_secs;
+        let remote = self.remote_url();
+        let mode = args.credentials.mode();
+        let (source, sdk_app_id, url, saved_key_now) = match args.credentials {
+            SignInCredentials::Embedded => {
+                if let Some(url) = &remote {
+                    return Err(invalid(format!(
+                        "This profile uses the server at {url}; sign in with a secret key or a \
+                         UserSig, or clear the server address in settings to use the local server."
+                    )));
+                }
+                let key = self.creds.embedded_secret()?;
+                (
+                    SigSource::Key { key, lifetime },
+                    EMBEDDED_SDK_APP_ID,
+                    self.host.url(),
+                    false,
+                )
+            }
+            SignInCredentials::SecretKey {
+                sdk_app_id,
+                secret_key,
+            } => {
+                if sdk_app_id == 0 {
+                    return Err(invalid("Enter the SDKAppID (a number above 0)."));
+                }
+                let (key, fresh) = match secret_key.map(|k| k.trim().to_owned()) {
+                    Some(k) if !k.is_empty() => {
+                        let key = SecretKey::new(k);
+                        // Saved first, so a missing keyring is reported before anything else.
+                        self.creds.save_secret_key(&key)?;
+                        (key, true)
+                    }
+                    _ => (
+                        self.creds.secret_key()?.ok_or_else(|| {
+                            IpcError::new(
+                                ErrorCode::NoSavedCredentials,
+                                "No secret key is saved yet: enter it once.",
+                            )
+                        })?,
+                        false,
+                    ),
+                };
+                (
+                    SigSource::Key { key, lifetime },
+                    sdk_app_id,
+                    remote.clone().unwrap_or_else(|| self.host.url()),
+                    fresh,
+                )
+            }
+            SignInCredentials::UserSig {
+                sdk_app_id,
+                user_sig,
+            } => {
+                let sig = match user_sig.map(|s| s.trim().to_owned()) {
+                    Some(s) if !s.is_empty() => {
+                        let sig = Sensitive::new(s);
+                        check_pasted_sig(&sig, &user, sdk_app_id)?;
+                        self.creds.save_user_sig(&sig)?;
+                        sig
+                    }
+                    _ => self.creds.user_sig()?.ok_or_else(|| {
+                        IpcError::new(
+                            ErrorCode::NoSavedCredentials,
+                            "No UserSig is saved yet: paste the one your server issued.",
+                        )
+                    })?,
+                };
+                check_pasted_sig(&sig, &user, sdk_app_id)?;
+                (
+                    SigSource::Pasted(sig),
+                    sdk_app_id,
+                    remote.clone().unwrap_or_else(|| self.host.url()),
+                    false,
+                )
+            }
+        };
+        let embedded = remote.is_none();
+        let connector = Arc::new(SessionConnector {
+            url,
+            user: user.clone(),
+            device: self.store.device_id(),
+            sdk_app_id,
+            source,
+            host: embedded.then(|| self.host.clone()),
+            creds: self.creds.clone(),
+            sink: self.sink.clone(),
+        });
+        let mut session = self.session.lock().await;
+        if let Some(old) = session.take() {
+            old.logout().await;
+        }
+        match Signaling::start(connector, self.sink.clone(), self.timing.clone()).await {
+            Ok((s, _)) => {
+                *session = Some(s);
+            }
+            Err(e) => {
+                if saved_key_now && e.code == ErrorCode::UserSigInvalid {
+                    // A key the server refuses is not worth keeping.
+                    let _ = self.creds.forget();
+                }
+                return Err(e);
+            }
+        }
+        drop(session);
+        let sdk = (mode != CredentialMode::Embedded).then_some(sdk_app_id);
+        self.store.remember_sign_in(user.as_str(), mode, sdk)?;
+        (self.sink)(AppEvent::Server {
+            server: self.server_info().await,
+        });
+        Ok(self.state().await)
+    }
+
+    pub async fn sign_out(&self) {
+        if let Some(s) = self.session.lock().await.take() {
+            s.logout().await;
+        }
+    }
+
+    /// Removes the profile's saved secret key and UserSig from the keyring (and signs out when the
+    /// current session depends on them).
+    pub async fn forget_credentials(&self) -> Result<SavedCredentials, IpcError> {
+        self.creds.forget()?;
+        Ok(self.saved())
+    }
+
+    async fn with_session<T>(
+        &self,
+        f: impl AsyncFnOnce(&Signaling) -> Result<T, IpcError>,
+    ) -> Result<T, IpcError> {
+        let guard = self.session.lock().await;
+        match guard.as_ref() {
+            Some(s) => f(s).await,
+            None => Err(IpcError::new(ErrorCode::NotSignedIn, "Sign in first.")),
+        }
+    }
+
+    pub async fn start_call(&self, callee: &str) -> Result<CallView, IpcError> {
+        let callee = parse_user_id(callee)?;
+        let timeout = self.store.settings().ring_timeout_secs;
+        self.with_session(async |s| s.call(callee, CallType::Audio, timeout).await)
+            .await
+    }
+    pub async fn accept(&self, call_id: CallId) -> Result<(), IpcError> {
+        self.with_session(async |s| s.accept(call_id).await).await
+    }
+    pub async fn reject(&self, call_id: CallId) -> Result<(), IpcError> {
+        self.with_session(async |s| s.reject(call_id).await).await
+    }
+    pub async fn hang_up(&self, call_id: CallId) -> Result<(), IpcError> {
+        self.with_session(async |s| s.hangup(call_id).await).await
+    }
+    pub async fn set_muted(&self, muted: bool) -> Result<(), IpcError> {
+        self.with_session(async |s| s.set_muted(muted).await).await
+    }
+    pub async fn send_signal(&self, call_id: CallId, signal: MediaSignal) -> Result<(), IpcError> {
+        self.with_session(async |s| s.signal(call_id, signal).await)
+            .await
+    }
+
+    /// The current call, if any (for the tray).
+    pub async fn current_call(&self) -> Option<CallView> {
+        self.session
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|s| s.snapshot().call)
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.store.settings()
+    }
+
+    /// Saves settings. A changed server address applies at the next sign-in.
+    pub async fn save_settings(&self, s: Settings) -> Result<AppState, IpcError> {
+        self.store.save_settings(&s)?;
+        (self.sink)(AppEvent::Server {
+            server: self.server_info().await,
+        });
+        Ok(self.state().await)
+    }
+
+    pub fn history(&self) -> Vec<HistoryEntry> {
+        self.store.history()
+    }
+
+    pub fn clear_history(&self) -> Result<Vec<HistoryEntry>, IpcError> {
+        self.store.clear_history()?;
+        Ok(Vec::new())
+    }
+
+    /// At quit: sign out and stop hosting, so another window takes over the local server.
+    pub async fn shutdown(&self) {
+        self.sign_out().await;
+        self.host.shutdown().await;
+    }
+}
+
+/// Checks a pasted UserSig before it is used: readable, for this user and SDKAppID, not expired.
+fn check_pasted_sig(
+    sig: &Sensitive<String>,
+    user: &UserId,
+    sdk_app_id: u64,
+) -> Result<(), IpcError> {
+    let claims = usersig::inspect(sig.expose()).map_err(|e| {
+        IpcError::new(
+            ErrorCode::UserSigInvalid,
+            format!("That is not a valid UserSig ({e})."),
+        )
+    })?;
+    if claims.identifier != user.as_str() {
+        return Err(IpcError::new(
+            ErrorCode::UserSigInvalid,
+            format!(
+                "That UserSig was issued for the user ID \"{}\", not \"{user}\".",
+                claims.identifier
+            ),
+        ));
+    }
+    if sdk_app_id != 0 && claims.sdk_app_id != sdk_app_id {
+        return Err(IpcError::new(
+            ErrorCode::UserSigInvalid,
+            format!(
+                "That UserSig was issued for SDKAppID {}, not {sdk_app_id}.",
+                claims.sdk_app_id
+            ),
+        ));
+    }
+    if now_secs() > claims.expires_at() {
+        return Err(IpcError::new(
+            ErrorCode::UserSigExpired,
+            "Your sign-in has expired: this UserSig is no longer valid. Get a new one from your \
+             server and sign in again.",
+        ));
+    }
+    Ok(())
+}
+
+/// How the UserSig for each connection is made.
+enum SigSource {
+    /// Made fresh from a secret key at each attempt.
+    Key { key: SecretKey, lifetime: u64 },
+    /// Pasted once; checked for expiry at each attempt.
+    Pasted(Sensitive<String>),
+}
+
+struct SessionConnector {
+    url: String,
+    user: UserId,
+    device: DeviceId,
+    sdk_app_id: u64,
+    source: SigSource,
+    /// Set when the local server is used: it is (re)started here when nothing serves it.
+    host: Option<Arc<EmbeddedHost>>,
+    creds: Credentials,
+    sink: EventSink,
+}
+
+impl Connector for SessionConnector {
+    fn plan(&self) -> BoxFuture<'_, Result<LoginPlan, PlanError>> {
+        Box::pin(async move {
+            if let Some(host) = &self.host {
+                let creds = self.creds.clone();
+                let started = host
+                    .ensure(|| creds.embedded_secret().map_err(IpcError::from))
+                    .await
+                    .map_err(|error| PlanError {
+                        error,
+                        fatal: false,
+                    })?;
+                if started {
+                    (self.sink)(AppEvent::Server {
+                        server: ServerInfo::Embedded {
+                            url: host.url(),
+                            hosting: true,
+                        },
+                    });
+                }
+            }
+            let sig = match &self.source {
+                SigSource::Key { key, lifetime } => UserSigKey::new(self.sdk_app_id, key.clone())
+                    .gen(&self.user, now_secs(), *lifetime, None),
+                SigSource::Pasted(sig) => {
+                    check_pasted_sig(sig, &self.user, self.sdk_app_id)
+                        .map_err(|error| PlanError { error, fatal: true })?;
+                    sig.expose().clone()
+                }
+            };
+            Ok(LoginPlan {
+                url: self.url.clone(),
+                login: ClientMessage::Login {
+                    version: PROTOCOL_VERSION,
+                    sdk_app_id: self.sdk_app_id,
+                    user_id: self.user.clone(),
+                    user_sig: SigToken(sig),
+                    device_id: self.device.clone(),
+                },
+            })
+        })
+    }
+}

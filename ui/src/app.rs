@@ -1,0 +1,157 @@
+//! The root component: holds the state, talks to the backend through [`Api`], routes to a view, and
+//! handles the keyboard (Esc declines / cancels / hangs up / goes back, Enter accepts a ringing call).
+
+use crate::backend::Api;
+use crate::state::{Action, Page, Screen, UiState};
+use crate::views;
+use std::future::Future;
+use std::rc::Rc;
+use tincan_ipc::IpcError;
+use wasm_bindgen::JsCast;
+use yew::prelude::*;
+
+/// What every view gets.
+#[derive(Clone, PartialEq)]
+pub struct Ctx {
+    pub state: UseReducerHandle<UiState>,
+    pub api: Api,
+}
+
+impl Ctx {
+    /// Runs a backend command: marks the UI busy, then turns the result into an action.
+    pub fn run<T: 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, IpcError>> + 'static,
+        on_ok: impl FnOnce(T) -> Action + 'static,
+    ) {
+        let d = self.state.dispatcher();
+        d.dispatch(Action::Busy);
+        wasm_bindgen_futures::spawn_local(async move {
+            match fut.await {
+                Ok(v) => d.dispatch(on_ok(v)),
+                Err(e) => d.dispatch(Action::Failed(e)),
+            }
+        });
+    }
+
+    pub fn dispatch(&self, a: Action) {
+        self.state.dispatch(a);
+    }
+
+    pub fn hang_up_or_decline(&self) {
+        let Some(call) = self.state.call.clone() else {
+            return;
+        };
+        let api = self.api.clone();
+        match self.state.screen() {
+            Screen::Incoming => self.run(async move { api.reject(call.call_id).await }, |()| {
+                Action::Done
+            }),
+            Screen::Outgoing | Screen::InCall => self
+                .run(async move { api.hang_up(call.call_id).await }, |()| {
+                    Action::Done
+                }),
+            Screen::CallEnded => self.dispatch(Action::DismissCall),
+            _ => {}
+        }
+    }
+
+    pub fn accept(&self) {
+        if let Some(call) = self.state.call.clone() {
+            let api = self.api.clone();
+            self.run(async move { api.accept(call.call_id).await }, |()| {
+                Action::Done
+            });
+        }
+    }
+}
+
+#[component]
+pub fn App() -> Html {
+    let state = use_reducer(UiState::default);
+    let api = use_memo((), |()| Api::tauri());
+    let ctx = Ctx {
+        state: state.clone(),
+        api: (*api).clone(),
+    };
+
+    // Subscribe first, then load, so no event between the two is lost.
+    {
+        let ctx = ctx.clone();
+        use_effect_with((), move |()| {
+            wasm_bindgen_futures::spawn_local(async move {
+                let d = ctx.state.dispatcher();
+                let on_event: Rc<dyn Fn(tincan_ipc::AppEvent)> = {
+                    let d = d.clone();
+                    Rc::new(move |ev| d.dispatch(Action::Event(ev)))
+                };
+                if let Err(e) = ctx.api.subscribe(on_event).await {
+                    d.dispatch(Action::Failed(e));
+                }
+                match ctx.api.get_state().await {
+                    Ok(s) => d.dispatch(Action::State(s)),
+                    Err(e) => {
+                        d.dispatch(Action::Failed(e));
+                    }
+                }
+                if let Ok(h) = ctx.api.get_history().await {
+                    d.dispatch(Action::History(h));
+                }
+                if let Ok(s) = ctx.api.get_settings().await {
+                    d.dispatch(Action::Settings(s));
+                }
+            });
+        });
+    }
+
+    // Keyboard shortcuts, re-bound with the current state.
+    {
+        let ctx = ctx.clone();
+        use_effect_with(state.clone(), move |_| {
+            let document = web_sys::window().and_then(|w| w.document());
+            let listener = document.map(|doc| {
+                gloo_events::EventListener::new(&doc, "keydown", move |e| {
+                    let Some(e) = e.dyn_ref::<web_sys::KeyboardEvent>() else {
+                        return;
+                    };
+                    match (e.key().as_str(), ctx.state.screen()) {
+                        ("Escape", Screen::Settings) => ctx.dispatch(Action::ShowPage(Page::Home)),
+                        ("Escape", Screen::Home) => ctx.dispatch(Action::DismissError),
+                        ("Escape", _) => ctx.hang_up_or_decline(),
+                        ("Enter", Screen::Incoming) => {
+                            e.prevent_default();
+                            ctx.accept();
+                        }
+                        ("Enter", Screen::CallEnded) => {
+                            e.prevent_default();
+                            ctx.dispatch(Action::DismissCall);
+                        }
+                        _ => {}
+                    }
+                })
+            });
+            move || drop(listener)
+        });
+    }
+
+    let screen = state.screen();
+    let body = match screen {
+        Screen::Loading => html! { <div class="center muted" id="loading">{"Starting…"}</div> },
+        Screen::SignIn => html! { <views::SignIn /> },
+        Screen::Home => html! { <views::Home /> },
+        Screen::Settings => html! { <views::SettingsView /> },
+        Screen::Incoming => html! { <views::Incoming /> },
+        Screen::Outgoing => html! { <views::Outgoing /> },
+        Screen::InCall => html! { <views::InCall /> },
+        Screen::CallEnded => html! { <views::CallEnded /> },
+    };
+    html! {
+        <ContextProvider<Ctx> context={ctx}>
+            <div class="app" data-screen={format!("{screen:?}").to_lowercase()}>
+                <views::Header />
+                <views::ErrorBanner />
+                <main>{ body }</main>
+            </div>
+        </ContextProvider<Ctx>>
+    }
+}

@@ -1,0 +1,7 @@
+//! tincan's user interface: Yew views over one typed backend interface ([`backend::Api`]) and a pure
+//! state reducer ([`state`]) that is tested natively.
+
+pub mod app;
+pub mod backend;
+pub mod state;
+pub mod views;

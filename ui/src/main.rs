@@ -1,0 +1,3 @@
+fn main() {
+    yew::Renderer::<tincan_ui::app::App>::new().render();
+}
