@@ -122,6 +122,14 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// A store that fails as if no Secret Service were running.
+    pub fn unavailable() -> Self {
+        Self {
+            unavailable: true,
+            ..Self::default()
+        }
+    }
+
     fn check(&self) -> Result<(), CredentialError> {
         if self.unavailable {
             return Err(CredentialError::Unavailable {
