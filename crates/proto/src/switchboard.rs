@@ -718,6 +718,14 @@ impl Switchboard {
                     call.id()
                 ));
             }
+            for d in call.ringing_devices() {
+                if self
+                    .session_of(&Party::new(call.callee().clone(), d.clone()))
+                    .is_none()
+                {
+                    return Err(format!("call {} rings on a device that is gone", call.id()));
+                }
+            }
             if let Some(a) = call.answered_by() {
                 if self.session_of(&a).is_none() {
                     return Err(format!(

@@ -16,7 +16,11 @@ use tincan_proto::{SecretKey, UserId, UserSigKey};
 pub const SECRET_ENV: &str = "TINCAN_SECRET_KEY";
 
 #[derive(Debug, Parser)]
-#[command(name = "tincan-server", version, about = "tincan signaling server and UserSig tool")]
+#[command(
+    name = "tincan-server",
+    version,
+    about = "tincan signaling server and UserSig tool"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -189,7 +193,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Usersig(UsersigCommand::Gen(a)) => {
             let key = UserSigKey::new(a.sdkappid, a.secret.load()?);
             let userbuf = a.userbuf_hex.as_deref().map(hex::decode).transpose()?;
-            let sig = key.gen(&a.user, a.time.unwrap_or_else(unix_now), a.expire, userbuf.as_deref());
+            let sig = key.gen(
+                &a.user,
+                a.time.unwrap_or_else(unix_now),
+                a.expire,
+                userbuf.as_deref(),
+            );
             println!("{sig}");
             Ok(())
         }
@@ -201,7 +210,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .read_to_string(&mut sig)
                 .map_err(CliError::Stdin)?;
             let claims = key.verify(sig.trim(), &a.user, a.now.unwrap_or_else(unix_now))?;
-            eprintln!("valid: user {} until {} (unix seconds)", claims.identifier, claims.expires_at());
+            eprintln!(
+                "valid: user {} until {} (unix seconds)",
+                claims.identifier,
+                claims.expires_at()
+            );
             Ok(())
         }
         Command::Serve(a) => serve(a),
@@ -216,7 +229,8 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
         )
         .init();
     let secret = a.secret.load()?;
-    let mut config = ServerConfig::new(a.listen, a.sdkappid, secret).with_max_frame_bytes(a.max_frame_bytes);
+    let mut config =
+        ServerConfig::new(a.listen, a.sdkappid, secret).with_max_frame_bytes(a.max_frame_bytes);
     config.switchboard.single_session = a.single_session;
     config.switchboard.default_ring_secs = a.default_ring_secs;
     config.switchboard.max_ring_secs = a.max_ring_secs.max(1);

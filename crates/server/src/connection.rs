@@ -30,7 +30,7 @@ pub async fn run(socket: WebSocket, hub: Arc<Hub>, slot: ConnectionSlot) {
     let sid = hub.attach(tx.clone(), kill.clone());
     let (mut sink, mut stream) = socket.split();
 
-    let close = {
+    let (close, flush) = {
         let mut reader = Reader {
             hub: &hub,
             sid,
@@ -42,14 +42,23 @@ pub async fn run(socket: WebSocket, hub: Arc<Hub>, slot: ConnectionSlot) {
         tokio::select! {
             biased;
             () = kill.notify.notified() => {
-                kill.reason.lock().ok().and_then(|r| *r).or(Some(CloseReason::SlowConsumer))
+                (kill.reason.lock().ok().and_then(|r| *r).or(Some(CloseReason::SlowConsumer)), false)
             }
-            sent = write_loop(&mut sink, &mut rx) => { let _ = sent; None }
-            reason = reader.run(&mut stream) => reason,
+            () = write_loop(&mut sink, &mut rx) => (None, false),
+            reason = reader.run(&mut stream) => (reason, true),
         }
     };
     if let Some(reason) = close {
-        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send_close(&mut sink, reason)).await;
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+            // The reader's last words (say, the error for the third failed login) go out first.
+            while let Some(Outbound::Text(text)) = flush.then(|| rx.try_recv().ok()).flatten() {
+                if sink.send(Message::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+            send_close(&mut sink, reason).await;
+        })
+        .await;
     }
     debug!(sid, ?close, "connection closed");
     hub.detach(sid);
@@ -179,12 +188,17 @@ impl Reader<'_> {
                 let checked = if version != PROTOCOL_VERSION {
                     Err((
                         ErrorCode::UnsupportedVersion,
-                        format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+                        format!(
+                            "this server speaks protocol version {PROTOCOL_VERSION}, not {version}"
+                        ),
                     ))
                 } else if sdk_app_id != self.hub.key.sdk_app_id() {
                     Err((
                         ErrorCode::UserSigMismatch,
-                        format!("this server serves SDKAppID {}, not {sdk_app_id}", self.hub.key.sdk_app_id()),
+                        format!(
+                            "this server serves SDKAppID {}, not {sdk_app_id}",
+                            self.hub.key.sdk_app_id()
+                        ),
                     ))
                 } else {
                     self.hub
@@ -201,7 +215,10 @@ impl Reader<'_> {
                     }
                     return None;
                 }
-                match self.hub.login(self.sid, Party::new(user_id.clone(), device_id.clone())) {
+                match self
+                    .hub
+                    .login(self.sid, Party::new(user_id.clone(), device_id.clone()))
+                {
                     Ok(()) => {
                         self.logged_in = true;
                         info!(sid = self.sid, user = %user_id, device = %device_id, "signed in");
@@ -209,7 +226,9 @@ impl Reader<'_> {
                     Err(e) => self.reply(ServerMessage::error(e.code(), e.to_string(), None)),
                 }
             }
-            ClientMessage::Ping { nonce } if !self.logged_in => self.reply(ServerMessage::Pong { nonce }),
+            ClientMessage::Ping { nonce } if !self.logged_in => {
+                self.reply(ServerMessage::Pong { nonce })
+            }
             _ if !self.logged_in => self.reply(ServerMessage::error(
                 ErrorCode::NotLoggedIn,
                 "sign in first",
@@ -227,9 +246,9 @@ fn sig_error_code(e: &UserSigError) -> ErrorCode {
         UserSigError::WrongIdentifier { .. } | UserSigError::WrongSdkAppId { .. } => {
             ErrorCode::UserSigMismatch
         }
-        UserSigError::Malformed(_) | UserSigError::WrongVersion { .. } | UserSigError::BadSignature => {
-            ErrorCode::UserSigInvalid
-        }
+        UserSigError::Malformed(_)
+        | UserSigError::WrongVersion { .. }
+        | UserSigError::BadSignature => ErrorCode::UserSigInvalid,
     }
 }
 

@@ -148,7 +148,11 @@ impl Hub {
     pub fn shutdown(&self) {
         let st = self.lock();
         for ob in st.outboxes.values() {
-            if ob.tx.try_send(Outbound::Close(CloseReason::ServerShutdown)).is_err() {
+            if ob
+                .tx
+                .try_send(Outbound::Close(CloseReason::ServerShutdown))
+                .is_err()
+            {
                 ob.kill.fire(CloseReason::ServerShutdown);
             }
         }

@@ -67,7 +67,10 @@ impl ServerHandle {
         self.stop.notify_one();
         self.ticker.abort();
         let mut serve = self.serve;
-        if tokio::time::timeout(Duration::from_secs(2), &mut serve).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), &mut serve)
+            .await
+            .is_err()
+        {
             serve.abort();
         }
     }

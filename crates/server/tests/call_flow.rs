@@ -47,8 +47,12 @@ async fn connected(s: &TestServer, call: &str) -> (Client, Client) {
     let mut bob = s.login("bob", "b1").await;
     alice.send(&invite(call, "bob", None)).await;
     assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(alice.recv().await, ServerMessage::Ringing { devices: 1, .. }));
-    bob.send(&ClientMessage::Accept { call_id: cid(call) }).await;
+    assert!(matches!(
+        alice.recv().await,
+        ServerMessage::Ringing { devices: 1, .. }
+    ));
+    bob.send(&ClientMessage::Accept { call_id: cid(call) })
+        .await;
     assert!(matches!(alice.recv().await, ServerMessage::Accepted { .. }));
     assert!(matches!(bob.recv().await, ServerMessage::Accepted { .. }));
     (alice, bob)
@@ -94,7 +98,8 @@ async fn full_call_relays_media_and_reports_duration() {
         }
     );
 
-    bob.send(&ClientMessage::Accept { call_id: cid("c1") }).await;
+    bob.send(&ClientMessage::Accept { call_id: cid("c1") })
+        .await;
     let accepted = ServerMessage::Accepted {
         call_id: cid("c1"),
         by: uid("bob"),
@@ -132,8 +137,12 @@ async fn full_call_relays_media_and_reports_duration() {
         .await;
     }
     for n in 0..3 {
-        assert!(matches!(bob.recv().await, ServerMessage::Signal { signal, .. } if signal == candidate(n)));
-        assert!(matches!(alice.recv().await, ServerMessage::Signal { signal, .. } if signal == candidate(n + 10)));
+        assert!(
+            matches!(bob.recv().await, ServerMessage::Signal { signal, .. } if signal == candidate(n))
+        );
+        assert!(
+            matches!(alice.recv().await, ServerMessage::Signal { signal, .. } if signal == candidate(n + 10))
+        );
     }
     bob.send(&ClientMessage::Signal {
         call_id: cid("c1"),
@@ -149,7 +158,9 @@ async fn full_call_relays_media_and_reports_duration() {
     ));
 
     tokio::time::sleep(std::time::Duration::from_millis(120)).await;
-    alice.send(&ClientMessage::Hangup { call_id: cid("c1") }).await;
+    alice
+        .send(&ClientMessage::Hangup { call_id: cid("c1") })
+        .await;
     let (reason, by, duration) = ended(&bob.recv().await);
     assert_eq!(reason, EndReason::Hangup);
     assert_eq!(by.as_deref(), Some("alice"));
@@ -157,7 +168,9 @@ async fn full_call_relays_media_and_reports_duration() {
     assert_eq!(ended(&alice.recv().await).0, EndReason::Hangup);
 
     // The call is gone: a second hang-up is answered, not obeyed.
-    alice.send(&ClientMessage::Hangup { call_id: cid("c1") }).await;
+    alice
+        .send(&ClientMessage::Hangup { call_id: cid("c1") })
+        .await;
     alice.expect_error(ErrorCode::UnknownCall).await;
     // Both are free to call again.
     bob.send(&invite("c2", "alice", None)).await;
@@ -178,7 +191,10 @@ async fn reject_reaches_the_caller() {
     })
     .await;
     let (reason, by, duration) = ended(&alice.recv().await);
-    assert_eq!((reason, by.as_deref(), duration), (EndReason::Rejected, Some("bob"), None));
+    assert_eq!(
+        (reason, by.as_deref(), duration),
+        (EndReason::Rejected, Some("bob"), None)
+    );
     assert_eq!(ended(&bob.recv().await).0, EndReason::Rejected);
 }
 
@@ -218,10 +234,14 @@ async fn a_ringing_caller_is_not_busy() {
     bob.recv().await;
     alice.recv().await;
     carol.send(&invite("c2", "alice", None)).await;
-    assert!(matches!(alice.recv().await, ServerMessage::Invited { call_id, .. } if call_id == cid("c2")));
+    assert!(
+        matches!(alice.recv().await, ServerMessage::Invited { call_id, .. } if call_id == cid("c2"))
+    );
     assert!(matches!(carol.recv().await, ServerMessage::Ringing { .. }));
     // Once Alice takes Carol's call, her own ringing call to Bob is withdrawn.
-    alice.send(&ClientMessage::Accept { call_id: cid("c2") }).await;
+    alice
+        .send(&ClientMessage::Accept { call_id: cid("c2") })
+        .await;
     let mut saw_cancel = false;
     for _ in 0..2 {
         match alice.recv().await {
@@ -244,9 +264,14 @@ async fn cancel_stops_the_ringing() {
     alice.send(&invite("c1", "bob", None)).await;
     bob.recv().await;
     alice.recv().await;
-    alice.send(&ClientMessage::Cancel { call_id: cid("c1") }).await;
+    alice
+        .send(&ClientMessage::Cancel { call_id: cid("c1") })
+        .await;
     let (reason, by, _) = ended(&bob.recv().await);
-    assert_eq!((reason, by.as_deref()), (EndReason::Cancelled, Some("alice")));
+    assert_eq!(
+        (reason, by.as_deref()),
+        (EndReason::Cancelled, Some("alice"))
+    );
     assert_eq!(ended(&alice.recv().await).0, EndReason::Cancelled);
 }
 
@@ -257,13 +282,20 @@ async fn the_server_enforces_the_ring_timeout() {
     let mut bob = s.login("bob", "b1").await;
     let started = std::time::Instant::now();
     alice.send(&invite("c1", "bob", Some(1))).await;
-    assert!(matches!(bob.recv().await, ServerMessage::Invited { timeout_secs: 1, .. }));
+    assert!(matches!(
+        bob.recv().await,
+        ServerMessage::Invited {
+            timeout_secs: 1,
+            ..
+        }
+    ));
     alice.recv().await;
     assert_eq!(ended(&alice.recv().await).0, EndReason::NoResponse);
     assert_eq!(ended(&bob.recv().await).0, EndReason::Timeout);
     assert!(started.elapsed() >= std::time::Duration::from_millis(950));
     // An accept after the timeout finds no call.
-    bob.send(&ClientMessage::Accept { call_id: cid("c1") }).await;
+    bob.send(&ClientMessage::Accept { call_id: cid("c1") })
+        .await;
     bob.expect_error(ErrorCode::UnknownCall).await;
 }
 
@@ -273,7 +305,13 @@ async fn ring_timeouts_are_clamped_to_the_server_maximum() {
     let mut alice = s.login("alice", "a1").await;
     let mut bob = s.login("bob", "b1").await;
     alice.send(&invite("c1", "bob", Some(3600))).await;
-    assert!(matches!(bob.recv().await, ServerMessage::Invited { timeout_secs: 1, .. }));
+    assert!(matches!(
+        bob.recv().await,
+        ServerMessage::Invited {
+            timeout_secs: 1,
+            ..
+        }
+    ));
     alice.recv().await;
     assert_eq!(ended(&alice.recv().await).0, EndReason::NoResponse);
 }
@@ -306,7 +344,10 @@ async fn every_device_rings_and_the_first_answer_wins() {
     alice.send(&invite("c1", "bob", None)).await;
     assert!(matches!(b1.recv().await, ServerMessage::Invited { .. }));
     assert!(matches!(b2.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(alice.recv().await, ServerMessage::Ringing { devices: 2, .. }));
+    assert!(matches!(
+        alice.recv().await,
+        ServerMessage::Ringing { devices: 2, .. }
+    ));
     // The early offer reaches both ringing devices.
     alice
         .send(&ClientMessage::Signal {
@@ -364,7 +405,9 @@ async fn a_device_that_signs_in_while_ringing_rings_too() {
     b1.recv().await;
     alice.recv().await;
     let mut b2 = s.login("bob", "phone").await;
-    assert!(matches!(b2.recv().await, ServerMessage::Invited { caller, .. } if caller == uid("alice")));
+    assert!(
+        matches!(b2.recv().await, ServerMessage::Invited { caller, .. } if caller == uid("alice"))
+    );
     b2.send(&ClientMessage::Accept { call_id: cid("c1") }).await;
     assert!(matches!(alice.recv().await, ServerMessage::Accepted { .. }));
     assert_eq!(ended(&b1.recv().await).0, EndReason::AnsweredElsewhere);
@@ -389,7 +432,10 @@ async fn the_same_device_signing_in_again_replaces_its_old_connection() {
     let s = server().await;
     let mut old = s.login("bob", "laptop").await;
     let _new = s.login("bob", "laptop").await;
-    assert!(matches!(old.recv().await, ServerMessage::KickedOffline { .. }));
+    assert!(matches!(
+        old.recv().await,
+        ServerMessage::KickedOffline { .. }
+    ));
     assert_eq!(old.expect_close().await, (4001, "replaced".into()));
 }
 
@@ -399,7 +445,10 @@ async fn a_peer_vanishing_mid_call_ends_it() {
     let (mut alice, bob) = connected(&s, "c1").await;
     drop(bob);
     let (reason, by, duration) = ended(&alice.recv().await);
-    assert_eq!((reason, by.as_deref()), (EndReason::ConnectionLost, Some("bob")));
+    assert_eq!(
+        (reason, by.as_deref()),
+        (EndReason::ConnectionLost, Some("bob"))
+    );
     assert!(duration.is_some());
 }
 
@@ -436,9 +485,11 @@ async fn healthz_counts_sessions() {
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     tcp.read_to_string(&mut out).await.unwrap();
     out

@@ -24,7 +24,10 @@ pub struct TestServer {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 pub async fn server_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
@@ -106,7 +109,13 @@ impl Client {
     }
 
     /// The next protocol frame (pings are skipped).
-    pub async fn recv(&mut self) -> ServerMessage {
+    #[track_caller]
+    pub fn recv(&mut self) -> impl std::future::Future<Output = ServerMessage> + use<'_> {
+        let at = std::panic::Location::caller();
+        async move { self.recv_at(at).await }
+    }
+
+    async fn recv_at(&mut self, at: &'static std::panic::Location<'static>) -> ServerMessage {
         loop {
             let frame = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -114,19 +123,28 @@ impl Client {
                 .expect("stream open")
                 .expect("frame ok");
             match frame {
-                Message::Text(t) => return ServerMessage::decode(t.as_str()).expect("server frame parses"),
+                Message::Text(t) => {
+                    return ServerMessage::decode(t.as_str()).expect("server frame parses")
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("expected a text frame, got {other:?}"),
+                other => panic!("expected a text frame, got {other:?} (called at {at})"),
             }
         }
     }
 
     /// The next frame must be an error with this code.
-    pub async fn expect_error(&mut self, code: tincan_proto::ErrorCode) -> ServerMessage {
-        let m = self.recv().await;
-        match &m {
-            ServerMessage::Error { code: got, .. } if *got == code => m,
-            other => panic!("expected error {code:?}, got {other:?}"),
+    #[track_caller]
+    pub fn expect_error(
+        &mut self,
+        code: tincan_proto::ErrorCode,
+    ) -> impl std::future::Future<Output = ServerMessage> + use<'_> {
+        let at = std::panic::Location::caller();
+        async move {
+            let m = self.recv_at(at).await;
+            match &m {
+                ServerMessage::Error { code: got, .. } if *got == code => m,
+                other => panic!("expected error {code:?}, got {other:?} (called at {at})"),
+            }
         }
     }
 
@@ -137,8 +155,12 @@ impl Client {
                 .await
                 .expect("close within 5 s");
             match frame {
-                Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
-                Some(Ok(Message::Close(None))) => return (u16::from(CloseCode::Status), String::new()),
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (u16::from(f.code), f.reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return (u16::from(CloseCode::Status), String::new())
+                }
                 Some(Ok(Message::Text(t))) => panic!("expected close, got {t}"),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => panic!("expected a close frame, got error {e}"),

@@ -1,0 +1,123 @@
+//! Every example in docs/PROTOCOL.md parses into the wire types and serializes back to the same JSON
+//! value, and every message type appears in the document at least once.
+
+use std::collections::BTreeSet;
+use tincan_proto::{ClientMessage, ServerMessage};
+
+const DOC: &str = include_str!("../../../docs/PROTOCOL.md");
+
+fn blocks(tag: &str) -> Vec<String> {
+    let fence = format!("```json {tag}\n");
+    let mut out = Vec::new();
+    let mut rest = DOC;
+    while let Some(start) = rest.find(&fence) {
+        let body = &rest[start + fence.len()..];
+        let end = body.find("```").expect("closed fence");
+        out.push(body[..end].trim().to_owned());
+        rest = &body[end..];
+    }
+    out
+}
+
+fn kind(v: &serde_json::Value) -> String {
+    v["type"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn client_examples_round_trip() {
+    let mut seen = BTreeSet::new();
+    for text in blocks("client") {
+        let msg = ClientMessage::decode(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&msg.encode()).unwrap();
+        assert_eq!(doc, back, "example does not round-trip: {text}");
+        seen.insert(kind(&doc));
+    }
+    let all: BTreeSet<String> = [
+        "login", "logout", "invite", "cancel", "accept", "reject", "hangup", "signal", "ping",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(seen, all, "every client message has an example");
+}
+
+#[test]
+fn server_examples_round_trip() {
+    let mut seen = BTreeSet::new();
+    for text in blocks("server") {
+        let msg = ServerMessage::decode(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&msg.encode()).unwrap();
+        assert_eq!(doc, back, "example does not round-trip: {text}");
+        seen.insert(kind(&doc));
+    }
+    let all: BTreeSet<String> = [
+        "login_ok",
+        "missed_calls",
+        "invited",
+        "ringing",
+        "accepted",
+        "call_ended",
+        "signal",
+        "kicked_offline",
+        "logged_out",
+        "error",
+        "pong",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(seen, all, "every server message has an example");
+}
+
+#[test]
+fn every_error_code_and_end_reason_is_documented() {
+    use tincan_proto::{EndReason, ErrorCode};
+    let codes = [
+        ErrorCode::MalformedFrame,
+        ErrorCode::UnknownMessage,
+        ErrorCode::BinaryFrame,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::NotLoggedIn,
+        ErrorCode::AlreadyLoggedIn,
+        ErrorCode::UserSigInvalid,
+        ErrorCode::UserSigExpired,
+        ErrorCode::UserSigMismatch,
+        ErrorCode::TooManyDevices,
+        ErrorCode::CallSelf,
+        ErrorCode::CallIdInUse,
+        ErrorCode::UnknownCall,
+        ErrorCode::NotCallParty,
+        ErrorCode::InvalidState,
+        ErrorCode::AlreadyInCall,
+        ErrorCode::NotConnected,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+    ];
+    for c in codes {
+        let word = serde_json::to_value(c).unwrap();
+        assert!(
+            DOC.contains(&format!("| `{}` |", word.as_str().unwrap())),
+            "{c:?} undocumented"
+        );
+    }
+    let reasons = [
+        EndReason::Rejected,
+        EndReason::LineBusy,
+        EndReason::NoResponse,
+        EndReason::Timeout,
+        EndReason::Offline,
+        EndReason::Cancelled,
+        EndReason::Hangup,
+        EndReason::AnsweredElsewhere,
+        EndReason::DeclinedElsewhere,
+        EndReason::ConnectionLost,
+    ];
+    for r in reasons {
+        let word = serde_json::to_value(r).unwrap();
+        assert!(
+            DOC.contains(&format!("| `{}` |", word.as_str().unwrap())),
+            "{r:?} undocumented"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 / Ubuntu machine lacks to build, run and test tincan.
+# Idempotent: each package or tool is installed only when it is missing.
+set -euo pipefail
+
+need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: Tauri/WebKitGTK build deps, the headless test rig (Xvfb, WebKitWebDriver,
+# gnome-keyring, dbus), Chromium for browser tests, GStreamer for the native media engine.
+APT_PACKAGES=(
+  build-essential pkg-config file curl libssl-dev
+  libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
+  xvfb xauth imagemagick webkit2gtk-driver gnome-keyring dbus dbus-x11 libsecret-tools
+  chromium chromium-driver fonts-dejavu-core
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  need_root apt-get update -qq
+  need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is missing; install Rust with rustup first (https://rustup.rs)" >&2
+  exit 1
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+
+rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
+  || rustup target add wasm32-unknown-unknown
+
+# Cargo tools, pinned to versions that build with this toolchain (see docs/ or toolchain notes):
+# trunk 0.22 needs rustc 1.96; wasm-bindgen-cli must equal the wasm-bindgen crate in Cargo.lock.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock 2>/dev/null || true)
+install_tool() { # binary, cargo install args...
+  local bin=$1; shift
+  if ! command -v "$bin" >/dev/null; then
+    echo "setup: cargo install $*"
+    cargo install "$@"
+  fi
+}
+install_tool trunk --locked trunk --version 0.21.14
+install_tool cargo-tauri --locked tauri-cli --version '^2'
+install_tool tauri-driver --locked tauri-driver --version '^2'
+if [ -n "${WASM_BINDGEN_VERSION}" ]; then
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " ${WASM_BINDGEN_VERSION}$"; then
+    echo "setup: cargo install wasm-bindgen-cli ${WASM_BINDGEN_VERSION}"
+    cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}" --force
+  fi
+fi
+echo "setup: ok"
