@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod call_view;
+
 pub use tincan_proto::{CallId, CallType, CloseReason, EndReason, MediaSignal, MissedCall, UserId};
 
 /// The one event name the backend emits; the payload is an [`AppEvent`].
