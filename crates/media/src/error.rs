@@ -1,0 +1,29 @@
+//! Errors of the native engine, each one something a user or an operator can act on.
+
+use crate::plugins::MissingPlugin;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MediaError {
+    #[error("GStreamer could not start: {0}")]
+    Init(String),
+    #[error("GStreamer plugins are missing: {}", describe(.0))]
+    MissingPlugins(Vec<MissingPlugin>),
+    #[error("the media pipeline could not be built: {0}")]
+    Pipeline(String),
+    #[error("the peer's session description is invalid: {0}")]
+    BadRemoteDescription(String),
+    #[error("WebRTC negotiation failed: {0}")]
+    Negotiation(String),
+    #[error("no microphone could be opened: {0}")]
+    NoMicrophone(String),
+    #[error("the media engine has stopped")]
+    Stopped,
+}
+
+fn describe(missing: &[MissingPlugin]) -> String {
+    missing
+        .iter()
+        .map(|m| format!("{} (install {})", m.element, m.package))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

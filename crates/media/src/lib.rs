@@ -1,0 +1,27 @@
+//! tincan's native media engine: standard WebRTC audio over GStreamer's `webrtcbin`.
+//!
+//! Debian's and Ubuntu's WebKitGTK have no `RTCPeerConnection`, so on those desktops the app carries
+//! calls with this engine instead of the webview's. It speaks the same WebRTC as a browser (ICE,
+//! DTLS-SRTP, Opus payload type 111, trickled candidates), so the other party cannot tell which engine
+//! it talks to, and it takes and emits the same [`tincan_proto::MediaSignal`]s as the web engine.
+//!
+//! Sources and sinks are chosen by configuration ([`AudioInput`], [`AudioOutput`]): a microphone and
+//! speakers in the app, a test tone and a measuring sink (spectrum + level) in tests — the same code
+//! path either way.
+
+mod analysis;
+mod config;
+mod error;
+mod plugins;
+mod session;
+
+pub use analysis::{peak_frequency, Quality};
+pub use config::{AudioInput, AudioOutput, EngineConfig, Role};
+pub use error::MediaError;
+pub use plugins::{check_plugins, MissingPlugin};
+pub use session::{EngineEvent, IceConnectionState, MediaSession};
+
+/// Initializes GStreamer once per process.
+pub fn init() -> Result<(), MediaError> {
+    gst::init().map_err(|e| MediaError::Init(e.to_string()))
+}
