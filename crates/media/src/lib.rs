@@ -11,15 +11,17 @@
 
 mod analysis;
 mod config;
+mod devices;
 mod error;
 mod plugins;
 mod session;
 
 pub use analysis::{peak_frequency, Quality};
 pub use config::{AudioInput, AudioOutput, EngineConfig, Role};
+pub use devices::{list_devices, AudioDevice, DeviceKind};
 pub use error::MediaError;
 pub use plugins::{check_plugins, MissingPlugin};
-pub use session::{EngineEvent, IceConnectionState, MediaSession};
+pub use session::{CallStats, EngineEvent, IceConnectionState, MediaSession};
 
 /// Initializes GStreamer once per process.
 pub fn init() -> Result<(), MediaError> {

@@ -56,6 +56,8 @@ pub enum EngineEvent {
     IceState(IceConnectionState),
     /// The first decoded audio from the peer.
     RemoteAudioStarted,
+    /// The answer to [`MediaSession::request_stats`].
+    Stats(CallStats),
     /// Microphone level, dBFS (RMS of the loudest channel).
     LocalLevel(f64),
     /// Received level, dBFS.
@@ -68,12 +70,74 @@ pub enum EngineEvent {
     Error(MediaError),
 }
 
+/// Connection quality numbers from webrtcbin's stats.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CallStats {
+    /// Round-trip time reported by the peer's receiver reports, ms.
+    pub rtt_ms: Option<f64>,
+    /// Inbound jitter, ms.
+    pub jitter_ms: Option<f64>,
+    pub packets_received: u64,
+    pub packets_lost: i64,
+    pub packets_sent: u64,
+}
+
+impl CallStats {
+    /// Inbound loss in percent.
+    pub fn loss_pct(&self) -> f64 {
+        let total = self.packets_received as f64 + self.packets_lost.max(0) as f64;
+        if total == 0.0 {
+            0.0
+        } else {
+            100.0 * self.packets_lost.max(0) as f64 / total
+        }
+    }
+
+    /// Good / fair / poor, with the web engine's thresholds.
+    pub fn quality(&self) -> crate::Quality {
+        crate::Quality::from_stats(
+            self.rtt_ms.unwrap_or(0.0),
+            self.jitter_ms.unwrap_or(0.0),
+            self.loss_pct(),
+        )
+    }
+
+    fn read(reply: &gst::StructureRef) -> Self {
+        let mut out = CallStats::default();
+        for (_, value) in reply.iter() {
+            let Ok(stat) = value.get::<gst::Structure>() else {
+                continue;
+            };
+            match stat.name().as_str() {
+                "inbound-rtp" => {
+                    out.packets_received += stat.get::<u64>("packets-received").unwrap_or(0);
+                    out.packets_lost += stat.get::<i64>("packets-lost").unwrap_or(0);
+                    if let Ok(j) = stat.get::<f64>("jitter") {
+                        out.jitter_ms = Some(j * 1000.0);
+                    }
+                }
+                "outbound-rtp" => {
+                    out.packets_sent += stat.get::<u64>("packets-sent").unwrap_or(0);
+                }
+                "remote-inbound-rtp" => {
+                    if let Ok(rtt) = stat.get::<f64>("round-trip-time") {
+                        out.rtt_ms = Some(rtt * 1000.0);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 type Emit = Arc<dyn Fn(EngineEvent) + Send + Sync>;
 
 struct Inner {
     pipeline: gst::Pipeline,
     webrtc: gst::Element,
     volume: gst::Element,
+    source: Mutex<gst::Bin>,
     emit: Emit,
     stopped: AtomicBool,
     bus_thread: Mutex<Option<JoinHandle<()>>>,
@@ -94,22 +158,55 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn send_chain(cfg: &EngineConfig) -> String {
-    let src = match &cfg.input {
+/// A source element for `input`, as a launch-line fragment.
+fn source_desc(input: &AudioInput) -> String {
+    match input {
         AudioInput::Default => "autoaudiosrc".to_owned(),
         AudioInput::Pulse(dev) => format!("pulsesrc device={}", quote(dev)),
         AudioInput::Tone { hz } => {
             format!("audiotestsrc is-live=true wave=sine volume=0.4 freq={hz}")
         }
-    };
+    }
+}
+
+/// The capture sub-chain, as a bin with a ghost `src` pad, so it can be swapped mid-call.
+fn source_bin(input: &AudioInput) -> Result<gst::Bin, MediaError> {
+    let desc = format!(
+        "{} ! audioconvert ! audioresample ! capsfilter caps=audio/x-raw,rate={RATE},channels=1",
+        source_desc(input)
+    );
+    gst::parse::bin_from_description(&desc, true).map_err(|e| MediaError::Pipeline(e.to_string()))
+}
+
+/// Links a new capture bin into the send chain (in front of `src_convert`).
+fn attach_source(pipeline: &gst::Pipeline, bin: &gst::Bin) -> Result<(), MediaError> {
+    let convert = pipeline
+        .by_name("src_convert")
+        .ok_or_else(|| MediaError::Pipeline("element src_convert missing".into()))?;
+    pipeline
+        .add(bin)
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    bin.link(&convert)
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    Ok(())
+}
+
+/// webrtcdsp finds its echo probe by name in a process-wide registry, so every session's probe
+/// gets a name of its own.
+fn probe_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("tincan_echo_probe_{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn send_chain(cfg: &EngineConfig, probe: &str) -> String {
     let dsp = if cfg.echo_cancellation {
-        "webrtcdsp name=dsp ! audioconvert ! "
+        format!("webrtcdsp name=dsp probe={probe} ! audioconvert ! ")
     } else {
-        ""
+        String::new()
     };
     let interval = u64::from(cfg.meter_interval_ms) * 1_000_000;
     format!(
-        "{src} ! audioconvert ! audioresample ! audio/x-raw,rate={RATE},channels=1 ! {dsp}\
+        "audioconvert name=src_convert ! {dsp}\
          volume name=mute ! level name=local_level interval={interval} post-messages=true ! \
          audioconvert ! opusenc ! rtpopuspay pt=111 ! \
          application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate={RATE} ! \
@@ -118,11 +215,11 @@ fn send_chain(cfg: &EngineConfig) -> String {
     )
 }
 
-fn playback_chain(cfg: &EngineConfig) -> String {
+fn playback_chain(cfg: &EngineConfig, probe: &str) -> String {
     let probe = if cfg.echo_cancellation {
-        "webrtcechoprobe name=probe ! audioconvert ! "
+        format!("webrtcechoprobe name={probe} ! audioconvert ! ")
     } else {
-        ""
+        String::new()
     };
     let interval = u64::from(cfg.meter_interval_ms) * 1_000_000;
     let (spectrum, sink) = match &cfg.output {
@@ -151,7 +248,12 @@ impl MediaSession {
         emit: impl Fn(EngineEvent) + Send + Sync + 'static,
     ) -> Result<Self, MediaError> {
         crate::check_plugins()?;
-        let desc = format!("{} {}", send_chain(cfg), playback_chain(cfg));
+        let probe = probe_name();
+        let desc = format!(
+            "{} {}",
+            send_chain(cfg, &probe),
+            playback_chain(cfg, &probe)
+        );
         let pipeline = gst::parse::launch(&desc)
             .map_err(|e| MediaError::Pipeline(e.to_string()))?
             .downcast::<gst::Pipeline>()
@@ -164,6 +266,8 @@ impl MediaSession {
         let webrtc = by_name("webrtc")?;
         let volume = by_name("mute")?;
         let mixer = by_name("mix")?;
+        let source = source_bin(&cfg.input)?;
+        attach_source(&pipeline, &source)?;
         if let Some(stun) = &cfg.stun_server {
             webrtc.set_property_from_str("stun-server", stun);
         }
@@ -175,6 +279,7 @@ impl MediaSession {
             pipeline: pipeline.clone(),
             webrtc: webrtc.clone(),
             volume,
+            source: Mutex::new(source),
             emit: emit.clone(),
             stopped: AtomicBool::new(false),
             bus_thread: Mutex::new(None),
@@ -286,6 +391,44 @@ impl MediaSession {
     /// Mutes or unmutes the microphone (silence is sent, so the connection stays warm).
     pub fn set_muted(&self, muted: bool) {
         self.inner.volume.set_property("mute", muted);
+    }
+
+    /// Asks webrtcbin for its statistics; the answer comes as [`EngineEvent::Stats`].
+    pub fn request_stats(&self) {
+        let emit = self.inner.emit.clone();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            if let Ok(Some(reply)) = reply {
+                emit(EngineEvent::Stats(CallStats::read(reply)));
+            }
+        });
+        self.inner
+            .webrtc
+            .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+    }
+
+    /// Switches the microphone mid-call, without renegotiation: the capture bin is replaced in
+    /// front of the encoder while the connection keeps running.
+    pub fn switch_input(&self, input: &AudioInput) -> Result<(), MediaError> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(MediaError::Stopped);
+        }
+        let new = source_bin(input)?;
+        let mut current = self
+            .inner
+            .source
+            .lock()
+            .map_err(|_| MediaError::Pipeline("source lock poisoned".into()))?;
+        let pipeline = &self.inner.pipeline;
+        let _ = current.set_state(gst::State::Null);
+        if let Some(convert) = pipeline.by_name("src_convert") {
+            current.unlink(&convert);
+        }
+        let _ = pipeline.remove(&*current);
+        attach_source(pipeline, &new)?;
+        new.sync_state_with_parent()
+            .map_err(|e| MediaError::NoMicrophone(e.to_string()))?;
+        *current = new;
+        Ok(())
     }
 
     /// Stops the pipeline and releases the microphone at once.

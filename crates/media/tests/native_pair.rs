@@ -5,11 +5,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tincan_media::{AudioInput, AudioOutput, EngineConfig, EngineEvent, MediaSession, Role};
 
-fn config(hz: f64) -> EngineConfig {
+fn config(hz: f64, echo_cancellation: bool) -> EngineConfig {
     EngineConfig {
         input: AudioInput::Tone { hz },
         output: AudioOutput::Measure,
-        echo_cancellation: false,
+        echo_cancellation,
         ..EngineConfig::default()
     }
 }
@@ -35,15 +35,45 @@ impl Heard {
 
 #[test]
 fn two_native_engines_hear_each_other() {
+    call(false);
+}
+
+/// The default configuration for a real microphone: echo cancellation, noise suppression and gain
+/// control on both sides.
+#[test]
+fn audio_crosses_with_echo_cancellation_on() {
+    call(true);
+}
+
+/// Waits until `who`'s engine hears `want` Hz steadily, forwarding any signals meanwhile.
+fn hear(rx: &mpsc::Receiver<(char, EngineEvent)>, who: char, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut heard = Heard::default();
+    while heard.streak < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "{who} never heard {want} Hz (last {:?})",
+            heard.last_peak
+        );
+        if let Ok((w, EngineEvent::RemotePeak { hz, db })) = rx.recv_timeout(Duration::from_secs(1))
+        {
+            if w == who {
+                heard.note(hz, db, want);
+            }
+        }
+    }
+}
+
+fn call(echo: bool) {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     tincan_media::check_plugins().expect("GStreamer plugins present");
     let (tx, rx) = mpsc::channel::<(char, EngineEvent)>();
     let ta = tx.clone();
-    let a = MediaSession::start(&config(440.0), Role::Offerer, move |e| {
+    let a = MediaSession::start(&config(440.0, echo), Role::Offerer, move |e| {
         let _ = ta.send(('a', e));
     })
     .expect("engine A starts");
-    let b = MediaSession::start(&config(1000.0), Role::Answerer, move |e| {
+    let b = MediaSession::start(&config(1000.0, echo), Role::Answerer, move |e| {
         let _ = tx.send(('b', e));
     })
     .expect("engine B starts");
@@ -93,11 +123,27 @@ fn two_native_engines_hear_each_other() {
     for (name, h) in [("A", &heard_a), ("B", &heard_b)] {
         let first = h.first_audio.expect("first audio seen");
         println!(
-            "native<->native: {name} first remote audio {} ms after the answer; hears {:.1} Hz",
+            "native<->native (echo cancellation {}): {name} first remote audio {} ms after the answer; hears {:.1} Hz",
+            if echo { "on" } else { "off" },
             first.saturating_duration_since(t0).as_millis(),
             h.last_peak.unwrap_or_default()
         );
     }
+    // Statistics show packets flowing in.
+    b.request_stats();
+    let stats_deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < stats_deadline, "no stats");
+        if let Ok(('b', EngineEvent::Stats(s))) = rx.recv_timeout(Duration::from_secs(1)) {
+            assert!(s.packets_received > 0, "{s:?}");
+            println!("native<->native: B stats {s:?}, quality {:?}", s.quality());
+            break;
+        }
+    }
+    // A switches microphones mid-call, without renegotiation: B hears the new one.
+    a.switch_input(&AudioInput::Tone { hz: 660.0 })
+        .expect("switch input");
+    hear(&rx, 'b', 660.0);
     // Mute A: B's received tone disappears.
     a.set_muted(true);
     let mute_deadline = Instant::now() + Duration::from_secs(10);
