@@ -482,6 +482,36 @@ async fn healthz_counts_sessions() {
     assert!(body.contains("\"sessions\":1"), "{body}");
 }
 
+#[tokio::test]
+async fn serves_the_browser_ui_and_dev_sigs_only_when_asked() {
+    let dir = std::env::temp_dir().join(format!("tincan-ui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<title>tincan</title>").unwrap();
+    let s = server_with(|c| {
+        c.ui_dir = Some(dir.clone());
+        c.dev_issue_sigs = true;
+    })
+    .await;
+    let page = http_get(s.handle.local_addr(), "/").await;
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("<title>tincan</title>"),
+        "{page}"
+    );
+    let sig = http_get(s.handle.local_addr(), "/dev/usersig?user=dave").await;
+    let body = sig.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let token = v["user_sig"].as_str().unwrap();
+    s.key
+        .verify(token, "dave", now_secs())
+        .expect("a valid sig for dave");
+    let bad = http_get(s.handle.local_addr(), "/dev/usersig?user=no%20spaces").await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+
+    let plain = server().await;
+    let off = http_get(plain.handle.local_addr(), "/dev/usersig?user=dave").await;
+    assert!(off.starts_with("HTTP/1.1 404"), "{off}");
+}
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
