@@ -1,0 +1,255 @@
+//! A native tincan peer for interop tests: signs in to a tincan-server, calls (or answers) a user,
+//! carries the call's audio with the native engine, and reports what it hears as JSON lines.
+//!
+//! ```text
+//! native_peer --server ws://127.0.0.1:7480/ws --sdkappid N --user native --dev-sig http://127.0.0.1:7480 \
+//!     (--call bob | --answer) --tone 440 --expect 1000 [--seconds 20]
+//! ```
+//! Exit status 0 when the expected tone was heard steadily, 1 otherwise. The secret key never
+//! appears here: the sig comes from `--sig` or the server's `--dev-issue-sigs` endpoint.
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+use tincan_media::{AudioInput, AudioOutput, EngineConfig, EngineEvent, MediaSession, Role};
+use tincan_proto::{
+    CallId, ClientMessage, DeviceId, MediaSignal, ServerMessage, SigToken, UserId, PROTOCOL_VERSION,
+};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[arg(long)]
+    server: String,
+    #[arg(long)]
+    sdkappid: u64,
+    #[arg(long)]
+    user: UserId,
+    /// A UserSig for `--user`.
+    #[arg(long)]
+    sig: Option<String>,
+    /// Base URL of a server running with --dev-issue-sigs, to fetch a sig from.
+    #[arg(long)]
+    dev_sig: Option<String>,
+    /// Call this user.
+    #[arg(long)]
+    call: Option<UserId>,
+    /// Answer the first incoming call.
+    #[arg(long)]
+    answer: bool,
+    /// Accept this long after the call rings, ms.
+    #[arg(long, default_value_t = 300)]
+    answer_delay_ms: u64,
+    /// The tone this peer sends, Hz.
+    #[arg(long)]
+    tone: f64,
+    /// The tone this peer expects to hear, Hz.
+    #[arg(long)]
+    expect: f64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Hang up once the expected tone was heard steadily.
+    #[arg(long)]
+    hang_up: bool,
+}
+
+fn report(v: serde_json::Value) {
+    println!("{v}");
+}
+
+/// Fetches a sig from `/dev/usersig` with a bare HTTP/1.1 request (test harness; no TLS).
+async fn dev_sig(base: &str, user: &UserId) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.write_all(
+        format!(
+            "GET /dev/usersig?user={user} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = text.split("\r\n\r\n").nth(1).ok_or("no HTTP body")?;
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    v["user_sig"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no user_sig in {body}"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            report(serde_json::json!({"event": "error", "message": e}));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    tincan_media::check_plugins().map_err(|e| e.to_string())?;
+    let sig = match (&args.sig, &args.dev_sig) {
+        (Some(s), _) => s.clone(),
+        (None, Some(base)) => dev_sig(base, &args.user).await?,
+        (None, None) => return Err("give --sig or --dev-sig".into()),
+    };
+    let (ws, _) = tokio_tungstenite::connect_async(&args.server)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut tx, mut rx) = ws.split();
+    let send = |m: ClientMessage| Message::Text(m.encode().into());
+    tx.send(send(ClientMessage::Login {
+        version: PROTOCOL_VERSION,
+        sdk_app_id: args.sdkappid,
+        user_id: args.user.clone(),
+        user_sig: SigToken(sig),
+        device_id: DeviceId::new("native-peer").map_err(|e| e.to_string())?,
+    }))
+    .await
+    .map_err(|e| e.to_string())?;
+
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<EngineEvent>();
+    let config = EngineConfig {
+        input: AudioInput::Tone { hz: args.tone },
+        output: AudioOutput::Measure,
+        echo_cancellation: false,
+        ..EngineConfig::default()
+    };
+    let start_engine = |role| {
+        let ev_tx = ev_tx.clone();
+        MediaSession::start(&config, role, move |e| {
+            let _ = ev_tx.send(e);
+        })
+        .map_err(|e| e.to_string())
+    };
+
+    let mut call_id: Option<CallId> = None;
+    let mut engine: Option<MediaSession> = None;
+    let mut connected = false;
+    let mut held: Vec<MediaSignal> = Vec::new();
+    let mut accept_at: Option<tokio::time::Instant> = None;
+    let mut accepted_at: Option<Instant> = None;
+    let mut streak = 0u32;
+    let mut heard = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.seconds);
+
+    loop {
+        let accept_timer = async {
+            match accept_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => break,
+            () = accept_timer => {
+                accept_at = None;
+                if let Some(id) = &call_id {
+                    tx.send(send(ClientMessage::Accept { call_id: id.clone() })).await.map_err(|e| e.to_string())?;
+                }
+            }
+            frame = rx.next() => {
+                let Some(Ok(frame)) = frame else { return Err("server closed the connection".into()) };
+                let Message::Text(text) = frame else { continue };
+                let msg = ServerMessage::decode(text.as_str()).map_err(|e| e.to_string())?;
+                match msg {
+                    ServerMessage::LoginOk { .. } => {
+                        report(serde_json::json!({"event": "signed_in", "user": args.user}));
+                        if let Some(peer) = &args.call {
+                            let id = CallId::new(format!("native-{}", std::process::id())).map_err(|e| e.to_string())?;
+                            call_id = Some(id.clone());
+                            tx.send(send(ClientMessage::Invite { call_id: id, callee: peer.clone(), call_type: Default::default(), timeout_secs: Some(30) }))
+                                .await.map_err(|e| e.to_string())?;
+                        }
+                    }
+                    ServerMessage::Ringing { .. } => {
+                        report(serde_json::json!({"event": "ringing"}));
+                        // The offer travels while the callee rings.
+                        engine = Some(start_engine(Role::Offerer)?);
+                    }
+                    ServerMessage::Invited { call_id: id, caller, .. } if args.answer && call_id.is_none() => {
+                        report(serde_json::json!({"event": "invited", "caller": caller}));
+                        call_id = Some(id);
+                        accept_at = Some(tokio::time::Instant::now() + Duration::from_millis(args.answer_delay_ms));
+                    }
+                    ServerMessage::Accepted { .. } => {
+                        connected = true;
+                        accepted_at = Some(Instant::now());
+                        report(serde_json::json!({"event": "accepted"}));
+                        if engine.is_none() {
+                            let e = start_engine(Role::Answerer)?;
+                            for s in held.drain(..) {
+                                e.apply_remote(&s).map_err(|e| e.to_string())?;
+                            }
+                            engine = Some(e);
+                        }
+                    }
+                    ServerMessage::Signal { signal, .. } => match &engine {
+                        Some(e) => e.apply_remote(&signal).map_err(|e| e.to_string())?,
+                        None => held.push(signal),
+                    },
+                    ServerMessage::CallEnded { reason, duration_ms, .. } => {
+                        report(serde_json::json!({"event": "call_ended", "reason": reason, "duration_ms": duration_ms}));
+                        break;
+                    }
+                    ServerMessage::Error { code, message, .. } => {
+                        report(serde_json::json!({"event": "server_error", "code": code, "message": message}));
+                    }
+                    _ => {}
+                }
+            }
+            Some(ev) = ev_rx.recv() => match ev {
+                EngineEvent::Signal(signal) => {
+                    if let Some(id) = &call_id {
+                        if connected || args.call.is_some() {
+                            tx.send(send(ClientMessage::Signal { call_id: id.clone(), signal })).await.map_err(|e| e.to_string())?;
+                        }
+                    }
+                }
+                EngineEvent::RemoteAudioStarted => {
+                    let after = accepted_at.map(|t| t.elapsed().as_millis() as u64);
+                    report(serde_json::json!({"event": "first_audio", "after_accept_ms": after}));
+                }
+                EngineEvent::RemotePeak { hz, db } => {
+                    if db > -60.0 && (hz - args.expect).abs() < args.expect * 0.05 {
+                        streak += 1;
+                    } else {
+                        streak = 0;
+                    }
+                    if streak == 5 && !heard {
+                        heard = true;
+                        report(serde_json::json!({"event": "heard", "hz": hz, "db": db}));
+                        if args.hang_up {
+                            if let Some(id) = &call_id {
+                                tx.send(send(ClientMessage::Hangup { call_id: id.clone() })).await.map_err(|e| e.to_string())?;
+                            }
+                        }
+                    }
+                }
+                EngineEvent::IceState(s) => report(serde_json::json!({"event": "ice", "state": format!("{s:?}")})),
+                EngineEvent::Error(e) => return Err(e.to_string()),
+                _ => {}
+            },
+        }
+    }
+    if let Some(e) = engine {
+        e.stop();
+    }
+    report(serde_json::json!({"event": "result", "heard_expected": heard}));
+    Ok(heard)
+}
