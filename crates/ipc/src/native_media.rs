@@ -1,0 +1,138 @@
+//! IPC for the native media engine (GStreamer, in the backend), used when the webview has no
+//! `RTCPeerConnection` (Debian's and Ubuntu's WebKitGTK).
+//!
+//! The UI drives it exactly as it drives the web engine: it starts a session per call, hands it the
+//! peer's signals, mutes and switches devices; the backend answers with [`NativeMediaEvent`]s (signals
+//! for the peer, levels, stats). The audio itself never crosses IPC.
+
+use crate::IceServer;
+use serde::{Deserialize, Serialize};
+use tincan_proto::{CallId, MediaSignal};
+
+/// Command names.
+pub mod cmd {
+    pub const INFO: &str = "native_media_info";
+    pub const START: &str = "native_media_start";
+    pub const ACCEPT: &str = "native_media_accept";
+    pub const SIGNAL: &str = "native_media_signal";
+    pub const MUTE: &str = "native_media_mute";
+    pub const SWITCH_INPUT: &str = "native_media_switch_input";
+    pub const STOP: &str = "native_media_stop";
+    pub const DEVICES: &str = "native_media_devices";
+}
+
+/// Whether the native engine can run here, and what to install if not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeEngineInfo {
+    pub available: bool,
+    /// "element (package)" for each missing GStreamer element.
+    pub missing: Vec<String>,
+}
+
+/// Starts the media of one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeStartArgs {
+    pub call_id: CallId,
+    /// The caller offers at once (while the callee rings); the callee waits for `accept`.
+    pub caller: bool,
+    /// Exactly the configured servers; empty means host candidates only.
+    pub ice_servers: Vec<IceServer>,
+    /// Device IDs from `native_media_devices`; `None` is the system default.
+    pub input: Option<String>,
+    pub output: Option<String>,
+    /// Echo cancellation, noise suppression and gain control.
+    pub echo_cancellation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeCallArgs {
+    pub call_id: CallId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeSignalArgs {
+    pub call_id: CallId,
+    pub signal: MediaSignal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeMuteArgs {
+    pub call_id: CallId,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeSwitchArgs {
+    pub call_id: CallId,
+    pub input: Option<String>,
+}
+
+/// A microphone or speaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeDevice {
+    pub id: String,
+    pub label: String,
+    pub input: bool,
+}
+
+/// Stable codes for native media failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NativeMediaErrorCode {
+    /// GStreamer elements are missing; the message names the packages.
+    MissingPlugins,
+    NoMicrophone,
+    /// Media could not connect (ICE failed).
+    PeerUnreachable,
+    /// Negotiation failed (an SDP the engine could not use).
+    Negotiation,
+    /// Anything else inside the pipeline.
+    Pipeline,
+}
+
+/// What the native engine reports to the UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NativeMediaEvent {
+    /// Send this to the peer.
+    Signal { call_id: CallId, signal: MediaSignal },
+    /// ICE connected: media can flow.
+    Connected { call_id: CallId },
+    /// The first audio from the peer was decoded.
+    FirstAudio { call_id: CallId },
+    /// Levels in percent of full scale (RMS), about ten times a second.
+    Levels {
+        call_id: CallId,
+        mic_pct: u8,
+        peer_pct: u8,
+    },
+    /// Connection numbers, about once a second (integers so events compare exactly).
+    Stats {
+        call_id: CallId,
+        rtt_ms: Option<u32>,
+        jitter_ms: Option<u32>,
+        /// Inbound loss, tenths of a percent.
+        loss_permille: u32,
+        packets_received: u64,
+        packets_sent: u64,
+    },
+    /// The session failed; the call cannot carry audio.
+    Failed {
+        call_id: CallId,
+        code: NativeMediaErrorCode,
+        message: String,
+    },
+}
+
+impl NativeMediaEvent {
+    pub fn call_id(&self) -> &CallId {
+        match self {
+            NativeMediaEvent::Signal { call_id, .. }
+            | NativeMediaEvent::Connected { call_id }
+            | NativeMediaEvent::FirstAudio { call_id }
+            | NativeMediaEvent::Levels { call_id, .. }
+            | NativeMediaEvent::Stats { call_id, .. }
+            | NativeMediaEvent::Failed { call_id, .. } => call_id,
+        }
+    }
+}
