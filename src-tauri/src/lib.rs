@@ -7,11 +7,13 @@
 //! - [`embedded`]: the local tincan-server that serves calls on one machine with no setup.
 //! - [`storage`]: settings and call history.
 //! - [`service`]: ties them together behind the commands the UI calls.
+//! - [`native_media`]: the GStreamer media engine, for webviews without WebRTC.
 
 pub mod call_view;
 pub mod credentials;
 pub mod embedded;
 pub mod ipc;
+pub mod native_media;
 pub mod service;
 pub mod shell;
 pub mod signaling;

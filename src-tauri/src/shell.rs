@@ -4,6 +4,7 @@
 use crate::credentials::{Credentials, KeyringStore, SERVICE};
 use crate::embedded::{port_from_env, EmbeddedHost};
 use crate::ipc::{self, Shared};
+use crate::native_media::{self, NativeMedia};
 use crate::service::{Service, ServiceConfig};
 use crate::signaling::{EventSink, Timing};
 use crate::storage::{Kv, Store};
@@ -282,6 +283,14 @@ pub fn run(options: Options) {
             ipc::save_settings,
             ipc::get_history,
             ipc::clear_history,
+            native_media::commands::native_media_info,
+            native_media::commands::native_media_devices,
+            native_media::commands::native_media_start,
+            native_media::commands::native_media_accept,
+            native_media::commands::native_media_signal,
+            native_media::commands::native_media_mute,
+            native_media::commands::native_media_switch_input,
+            native_media::commands::native_media_stop,
         ])
         .on_window_event(|window, event| {
             // Closing the window hides it: the app keeps receiving calls from the tray.
@@ -343,6 +352,7 @@ pub fn run(options: Options) {
                     tracing::warn!(%e, "could not emit an event");
                 }
             });
+            app.manage(NativeMedia::new(sink.clone()));
             let service = Service::new(ServiceConfig {
                 profile,
                 credentials: Credentials::new(

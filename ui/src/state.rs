@@ -202,6 +202,8 @@ impl UiState {
             }
             AppEvent::History { entries } => self.history = entries,
             AppEvent::Error { error } => self.error = Some(error),
+            // Routed to the native media session by the media controller, not UI state.
+            AppEvent::NativeMedia { .. } => {}
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod call_view;
+pub mod native_media;
 
 pub use tincan_proto::{CallId, CallType, CloseReason, EndReason, MediaSignal, MissedCall, UserId};
 
@@ -471,6 +472,10 @@ pub enum AppEvent {
     History { entries: Vec<HistoryEntry> },
     /// Something went wrong that no command is waiting for.
     Error { error: IpcError },
+    /// From the native media engine (webviews without WebRTC).
+    NativeMedia {
+        event: native_media::NativeMediaEvent,
+    },
 }
 
 #[cfg(test)]

@@ -1,0 +1,516 @@
+//! The native media engine (GStreamer `webrtcbin`, crate `tincan-media`) behind IPC, for webviews
+//! without WebRTC — Debian's and Ubuntu's WebKitGTK have no `RTCPeerConnection`.
+//!
+//! The UI's media controller drives this exactly as it drives the browser engine: one session per
+//! call, the peer's signals in, our signals out (as [`NativeMediaEvent::Signal`], which the UI sends
+//! through the signaling connection like any other). Audio stays in the backend.
+
+use crate::signaling::EventSink;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tincan_ipc::native_media::{
+    NativeCallArgs, NativeDevice, NativeEngineInfo, NativeMediaErrorCode, NativeMediaEvent,
+    NativeMuteArgs, NativeSignalArgs, NativeStartArgs, NativeSwitchArgs,
+};
+use tincan_ipc::{AppEvent, ErrorCode, IceServer, IpcError};
+use tincan_media::{
+    AudioInput, AudioOutput, EngineConfig, EngineEvent, IceConnectionState, MediaError,
+    MediaSession, Role,
+};
+use tincan_proto::{CallId, MediaSignal};
+
+/// Level events are sent to the UI at most this often.
+const LEVEL_EVERY: Duration = Duration::from_millis(100);
+/// Stats are polled this often while a call has media.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+type Sink = Arc<dyn Fn(NativeMediaEvent) + Send + Sync>;
+
+struct Active {
+    call_id: CallId,
+    setup: NativeStartArgs,
+    /// `None` for a callee until it accepts.
+    session: Option<MediaSession>,
+    /// The caller's offer and candidates, kept until the callee accepts.
+    held: Vec<MediaSignal>,
+    muted: bool,
+}
+
+/// One native media session at a time (a user is in one call at a time).
+pub struct NativeMedia {
+    sink: Sink,
+    active: Arc<Mutex<Option<Active>>>,
+}
+
+fn to_ipc(e: &MediaError) -> (NativeMediaErrorCode, String) {
+    let code = match e {
+        MediaError::MissingPlugins(_) => NativeMediaErrorCode::MissingPlugins,
+        MediaError::NoMicrophone(_) => NativeMediaErrorCode::NoMicrophone,
+        MediaError::BadRemoteDescription(_) | MediaError::Negotiation(_) => {
+            NativeMediaErrorCode::Negotiation
+        }
+        _ => NativeMediaErrorCode::Pipeline,
+    };
+    (code, e.to_string())
+}
+
+fn ipc_error(e: &MediaError) -> IpcError {
+    IpcError::new(ErrorCode::Internal, e.to_string())
+}
+
+/// STUN / TURN URLs as webrtcbin takes them (`stun://host:port`, `turn://user:pass@host:port`).
+fn ice_urls(servers: &[IceServer]) -> (Option<String>, Vec<String>) {
+    let mut stun = None;
+    let mut turn = Vec::new();
+    for s in servers {
+        for url in &s.urls {
+            if let Some(rest) = url.strip_prefix("stun:") {
+                stun.get_or_insert_with(|| format!("stun://{}", rest.trim_start_matches("//")));
+            } else if let Some(rest) = url
+                .strip_prefix("turn:")
+                .or_else(|| url.strip_prefix("turns:"))
+            {
+                let scheme = if url.starts_with("turns:") {
+                    "turns"
+                } else {
+                    "turn"
+                };
+                let host = rest.trim_start_matches("//");
+                let auth = match (&s.username, &s.credential) {
+                    (Some(u), Some(p)) => format!("{u}:{p}@"),
+                    _ => String::new(),
+                };
+                turn.push(format!("{scheme}://{auth}{host}"));
+            }
+        }
+    }
+    (stun, turn)
+}
+
+fn level_pct(db: f64) -> u8 {
+    (10f64.powf(db / 20.0) * 100.0).clamp(0.0, 100.0).round() as u8
+}
+
+impl NativeMedia {
+    /// Events go to the window as [`AppEvent::NativeMedia`].
+    pub fn new(events: EventSink) -> Self {
+        Self::with_sink(Arc::new(move |event| {
+            events(AppEvent::NativeMedia { event })
+        }))
+    }
+
+    /// With any sink (tests).
+    pub fn with_sink(sink: Sink) -> Self {
+        Self {
+            sink,
+            active: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Active>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Can the engine run here? Names the missing GStreamer packages if not.
+    pub fn info() -> NativeEngineInfo {
+        match tincan_media::check_plugins() {
+            Ok(()) => NativeEngineInfo {
+                available: true,
+                missing: Vec::new(),
+            },
+            Err(MediaError::MissingPlugins(m)) => NativeEngineInfo {
+                available: false,
+                missing: m
+                    .iter()
+                    .map(|p| format!("{} ({})", p.element, p.package))
+                    .collect(),
+            },
+            Err(e) => NativeEngineInfo {
+                available: false,
+                missing: vec![e.to_string()],
+            },
+        }
+    }
+
+    pub fn devices() -> Result<Vec<NativeDevice>, IpcError> {
+        let list = tincan_media::list_devices().map_err(|e| ipc_error(&e))?;
+        Ok(list
+            .into_iter()
+            .map(|d| NativeDevice {
+                id: d.id,
+                label: d.name,
+                input: d.kind == tincan_media::DeviceKind::Input,
+            })
+            .collect())
+    }
+
+    fn config(setup: &NativeStartArgs) -> EngineConfig {
+        let (stun_server, turn_servers) = ice_urls(&setup.ice_servers);
+        // "tone:HZ" is a test source (no microphone needed); any other ID is a Pulse device.
+        let input = match setup.input.as_deref() {
+            None => AudioInput::Default,
+            Some(id) => match id.strip_prefix("tone:").and_then(|hz| hz.parse().ok()) {
+                Some(hz) => AudioInput::Tone { hz },
+                None => AudioInput::Pulse(id.to_owned()),
+            },
+        };
+        let output = match setup.output.as_deref() {
+            None => AudioOutput::Default,
+            Some("measure") => AudioOutput::Measure,
+            Some(id) => AudioOutput::Pulse(id.to_owned()),
+        };
+        EngineConfig {
+            input,
+            output,
+            echo_cancellation: setup.echo_cancellation,
+            stun_server,
+            turn_servers,
+            ..EngineConfig::default()
+        }
+    }
+
+    fn launch(&self, setup: &NativeStartArgs, role: Role) -> Result<MediaSession, MediaError> {
+        let sink = self.sink.clone();
+        let call_id = setup.call_id.clone();
+        // (last sent, mic %, peer %): levels are merged and sent ten times a second at most.
+        let start = Instant::now();
+        let levels = Mutex::new((start.checked_sub(LEVEL_EVERY).unwrap_or(start), 0u8, 0u8));
+        let session = MediaSession::start(&Self::config(setup), role, move |ev| {
+            let call_id = call_id.clone();
+            let out = match ev {
+                EngineEvent::Signal(signal) => Some(NativeMediaEvent::Signal { call_id, signal }),
+                EngineEvent::IceState(IceConnectionState::Connected) => {
+                    Some(NativeMediaEvent::Connected { call_id })
+                }
+                EngineEvent::IceState(IceConnectionState::Failed) => Some(NativeMediaEvent::Failed {
+                    call_id,
+                    code: NativeMediaErrorCode::PeerUnreachable,
+                    message: "The call's audio could not reach the other side (a TURN server may be needed).".into(),
+                }),
+                EngineEvent::IceState(_) => None,
+                EngineEvent::RemoteAudioStarted => Some(NativeMediaEvent::FirstAudio { call_id }),
+                EngineEvent::LocalLevel(db) | EngineEvent::RemoteLevel(db) => {
+                    let local = matches!(ev, EngineEvent::LocalLevel(_));
+                    let mut l = levels.lock().unwrap_or_else(|e| e.into_inner());
+                    if local {
+                        l.1 = level_pct(db);
+                    } else {
+                        l.2 = level_pct(db);
+                    }
+                    (l.0.elapsed() >= LEVEL_EVERY).then(|| {
+                        l.0 = Instant::now();
+                        NativeMediaEvent::Levels {
+                            call_id,
+                            mic_pct: l.1,
+                            peer_pct: l.2,
+                        }
+                    })
+                }
+                EngineEvent::Stats(s) => Some(NativeMediaEvent::Stats {
+                    call_id,
+                    rtt_ms: s.rtt_ms.map(|v| v.round() as u32),
+                    jitter_ms: s.jitter_ms.map(|v| v.round() as u32),
+                    loss_permille: (s.loss_pct() * 10.0).round() as u32,
+                    packets_received: s.packets_received,
+                    packets_sent: s.packets_sent,
+                }),
+                EngineEvent::RemotePeak { .. } => None,
+                EngineEvent::Error(e) => {
+                    let (code, message) = to_ipc(&e);
+                    Some(NativeMediaEvent::Failed {
+                        call_id,
+                        code,
+                        message,
+                    })
+                }
+            };
+            if let Some(out) = out {
+                sink(out);
+            }
+        })?;
+        self.spawn_stats_poller(setup.call_id.clone());
+        Ok(session)
+    }
+
+    /// Asks the engine for stats once a second while this call's session lives.
+    fn spawn_stats_poller(&self, call_id: CallId) {
+        let active = Arc::downgrade(&self.active);
+        let spawned = std::thread::Builder::new()
+            .name("tincan-media-stats".into())
+            .spawn(move || loop {
+                std::thread::sleep(STATS_EVERY);
+                let Some(active) = active.upgrade() else {
+                    return;
+                };
+                let guard = active.lock().unwrap_or_else(|e| e.into_inner());
+                match guard.as_ref() {
+                    Some(a) if a.call_id == call_id => {
+                        if let Some(s) = &a.session {
+                            s.request_stats();
+                        }
+                    }
+                    _ => return,
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(%e, "no stats thread");
+        }
+    }
+
+    /// Starts a call's media. The caller's session opens the microphone and offers at once.
+    pub fn start(&self, setup: NativeStartArgs) -> Result<(), IpcError> {
+        let mut active = self.lock();
+        if let Some(old) = active.take() {
+            if let Some(s) = old.session {
+                s.stop();
+            }
+        }
+        let session = if setup.caller {
+            Some(
+                self.launch(&setup, Role::Offerer)
+                    .map_err(|e| ipc_error(&e))?,
+            )
+        } else {
+            None
+        };
+        *active = Some(Active {
+            call_id: setup.call_id.clone(),
+            setup,
+            session,
+            held: Vec::new(),
+            muted: false,
+        });
+        Ok(())
+    }
+
+    /// The callee accepted: open the microphone and answer the held offer.
+    pub fn accept(&self, args: NativeCallArgs) -> Result<(), IpcError> {
+        let mut guard = self.lock();
+        let Some(a) = guard.as_mut().filter(|a| a.call_id == args.call_id) else {
+            return Err(IpcError::new(
+                ErrorCode::InvalidInput,
+                "no media for that call",
+            ));
+        };
+        if a.session.is_some() {
+            return Ok(());
+        }
+        let setup = a.setup.clone();
+        let session = self
+            .launch(&setup, Role::Answerer)
+            .map_err(|e| ipc_error(&e))?;
+        session.set_muted(a.muted);
+        for s in a.held.drain(..) {
+            session.apply_remote(&s).map_err(|e| ipc_error(&e))?;
+        }
+        a.session = Some(session);
+        Ok(())
+    }
+
+    /// A signal from the peer.
+    pub fn signal(&self, args: NativeSignalArgs) -> Result<(), IpcError> {
+        let mut guard = self.lock();
+        let Some(a) = guard.as_mut().filter(|a| a.call_id == args.call_id) else {
+            return Err(IpcError::new(
+                ErrorCode::InvalidInput,
+                "no media for that call",
+            ));
+        };
+        match &a.session {
+            Some(s) => s.apply_remote(&args.signal).map_err(|e| ipc_error(&e)),
+            None => {
+                a.held.push(args.signal);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn mute(&self, args: NativeMuteArgs) {
+        let mut guard = self.lock();
+        if let Some(a) = guard.as_mut().filter(|a| a.call_id == args.call_id) {
+            a.muted = args.muted;
+            if let Some(s) = &a.session {
+                s.set_muted(args.muted);
+            }
+        }
+    }
+
+    pub fn switch_input(&self, args: NativeSwitchArgs) -> Result<(), IpcError> {
+        let mut guard = self.lock();
+        let Some(a) = guard.as_mut().filter(|a| a.call_id == args.call_id) else {
+            return Err(IpcError::new(
+                ErrorCode::InvalidInput,
+                "no media for that call",
+            ));
+        };
+        a.setup.input = args.input;
+        if let Some(s) = &a.session {
+            s.switch_input(&Self::config(&a.setup).input)
+                .map_err(|e| ipc_error(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the call's media and releases the microphone at once.
+    pub fn stop(&self, args: NativeCallArgs) {
+        let mut guard = self.lock();
+        if guard.as_ref().is_some_and(|a| a.call_id == args.call_id) {
+            if let Some(a) = guard.take() {
+                if let Some(s) = a.session {
+                    s.stop();
+                }
+            }
+        }
+    }
+}
+
+/// The Tauri commands (registered in `shell`).
+pub mod commands {
+    use super::*;
+    type Res<T> = Result<T, IpcError>;
+
+    #[tauri::command]
+    pub fn native_media_info() -> NativeEngineInfo {
+        NativeMedia::info()
+    }
+
+    #[tauri::command]
+    pub fn native_media_devices() -> Res<Vec<NativeDevice>> {
+        NativeMedia::devices()
+    }
+
+    #[tauri::command]
+    pub fn native_media_start(m: tauri::State<'_, NativeMedia>, args: NativeStartArgs) -> Res<()> {
+        m.start(args)
+    }
+
+    #[tauri::command]
+    pub fn native_media_accept(m: tauri::State<'_, NativeMedia>, args: NativeCallArgs) -> Res<()> {
+        m.accept(args)
+    }
+
+    #[tauri::command]
+    pub fn native_media_signal(
+        m: tauri::State<'_, NativeMedia>,
+        args: NativeSignalArgs,
+    ) -> Res<()> {
+        m.signal(args)
+    }
+
+    #[tauri::command]
+    pub fn native_media_mute(m: tauri::State<'_, NativeMedia>, args: NativeMuteArgs) {
+        m.mute(args)
+    }
+
+    #[tauri::command]
+    pub fn native_media_switch_input(
+        m: tauri::State<'_, NativeMedia>,
+        args: NativeSwitchArgs,
+    ) -> Res<()> {
+        m.switch_input(args)
+    }
+
+    #[tauri::command]
+    pub fn native_media_stop(m: tauri::State<'_, NativeMedia>, args: NativeCallArgs) {
+        m.stop(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn setup(call: &CallId, caller: bool, tone: u32) -> NativeStartArgs {
+        NativeStartArgs {
+            call_id: call.clone(),
+            caller,
+            ice_servers: Vec::new(),
+            input: Some(format!("tone:{tone}")),
+            output: Some("measure".into()),
+            echo_cancellation: false,
+        }
+    }
+
+    #[test]
+    fn ice_urls_follow_webrtcbin_syntax() {
+        let (stun, turn) = ice_urls(&[
+            IceServer {
+                urls: vec!["stun:stun.example.org:3478".into()],
+                username: None,
+                credential: None,
+            },
+            IceServer {
+                urls: vec!["turn:turn.example.org:3478?transport=udp".into()],
+                username: Some("u".into()),
+                credential: Some("p".into()),
+            },
+        ]);
+        assert_eq!(stun.as_deref(), Some("stun://stun.example.org:3478"));
+        assert_eq!(
+            turn,
+            vec!["turn://u:p@turn.example.org:3478?transport=udp".to_owned()]
+        );
+        assert_eq!(level_pct(0.0), 100);
+        assert_eq!(level_pct(-200.0), 0);
+    }
+
+    /// Two sessions wired as the UI wires them: the callee holds the caller's early offer until it
+    /// accepts, then audio flows both ways and levels, stats and first-audio events arrive.
+    #[test]
+    fn a_callee_answers_the_held_offer_on_accept() {
+        let call = CallId::new("c1").unwrap();
+        let (tx, rx) = mpsc::channel::<(char, NativeMediaEvent)>();
+        let ta = tx.clone();
+        let a = NativeMedia::with_sink(Arc::new(move |e| {
+            let _ = ta.send(('a', e));
+        }));
+        let b = NativeMedia::with_sink(Arc::new(move |e| {
+            let _ = tx.send(('b', e));
+        }));
+        a.start(setup(&call, true, 440)).unwrap();
+        b.start(setup(&call, false, 1000)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut accepted = false;
+        let (mut first_a, mut first_b, mut stats_b) = (false, false, false);
+        let mut peer_level_a = 0;
+        while !(first_a && first_b && stats_b && peer_level_a > 5) {
+            assert!(Instant::now() < deadline, "media did not flow");
+            let Ok((who, ev)) = rx.recv_timeout(Duration::from_secs(1)) else {
+                continue;
+            };
+            match ev {
+                NativeMediaEvent::Signal { signal, .. } => {
+                    let target = if who == 'a' { &b } else { &a };
+                    target
+                        .signal(NativeSignalArgs {
+                            call_id: call.clone(),
+                            signal,
+                        })
+                        .unwrap();
+                    // The callee rings a moment, holding the offer, then accepts.
+                    if who == 'a' && !accepted {
+                        accepted = true;
+                        b.accept(NativeCallArgs {
+                            call_id: call.clone(),
+                        })
+                        .unwrap();
+                    }
+                }
+                NativeMediaEvent::FirstAudio { .. } if who == 'a' => first_a = true,
+                NativeMediaEvent::FirstAudio { .. } => first_b = true,
+                NativeMediaEvent::Stats {
+                    packets_received, ..
+                } if who == 'b' && packets_received > 0 => stats_b = true,
+                NativeMediaEvent::Levels { peer_pct, .. } if who == 'a' => peer_level_a = peer_pct,
+                NativeMediaEvent::Failed { message, .. } => panic!("{who}: {message}"),
+                _ => {}
+            }
+        }
+        a.stop(NativeCallArgs {
+            call_id: call.clone(),
+        });
+        b.stop(NativeCallArgs { call_id: call });
+        assert!(a.lock().is_none() && b.lock().is_none());
+    }
+}
