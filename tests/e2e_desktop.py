@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""End-to-end test of the built desktop app in its real webview (WebKitGTK).
+
+Drives target/debug/tincan (a production build: `--features custom-protocol`) through tauri-driver +
+WebKitWebDriver, against a real tincan-server started here, with a plain WebSocket client of that
+server as the other party. Writes a screenshot of each main view to test-artifacts/screenshots/.
+
+It expects a display, a session bus and an unlocked Secret Service, so run it through
+scripts/test-desktop.sh, which sets those up (Xvfb, dbus-run-session, gnome-keyring, a temporary HOME).
+
+Checks: sign in with SDKAppID + secret key; home view; call a second client and see "Ringing…"; that
+client declines and the app shows "Declined"; the history shows it; an incoming call rings, is
+accepted (in-call view with a timer), muted and hung up with Esc; settings view; the 360 px layout;
+sign out; and that no command result or event the webview received contains the secret key or a
+UserSig (TINCAN_IPC_AUDIT log).
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import websocket  # websocket-client, installed with selenium
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.common.options import ArgOptions
+from selenium.webdriver.support.ui import Select
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = Path(os.environ.get("TINCAN_APP", ROOT / "target" / "debug" / "tincan"))
+SERVER = Path(os.environ.get("TINCAN_SERVER_BIN", ROOT / "target" / "debug" / "tincan-server"))
+SHOTS = Path(os.environ.get("TINCAN_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
+SDK = 1400000777
+KEY = "e2e-secret-key-3b8f0c1d9a"
+TIMEOUT = 20
+
+
+def log(msg):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def usersig(user, expire=3600):
+    """TLSSigAPIv2, as the reference libraries make it."""
+    t = int(time.time())
+    content = f"TLS.identifier:{user}\nTLS.sdkappid:{SDK}\nTLS.time:{t}\nTLS.expire:{expire}\n"
+    sig = base64.b64encode(hmac.new(KEY.encode(), content.encode(), hashlib.sha256).digest()).decode()
+    doc = {"TLS.ver": "2.0", "TLS.identifier": user, "TLS.sdkappid": SDK, "TLS.time": t,
+           "TLS.expire": expire, "TLS.sig": sig}
+    z = zlib.compress(json.dumps(doc, separators=(",", ":")).encode())
+    return base64.b64encode(z).decode().replace("+", "*").replace("/", "-").replace("=", "_")
+
+
+class Peer:
+    """The other phone: a plain WebSocket client of tincan-server."""
+
+    def __init__(self, url, user):
+        self.ws = websocket.create_connection(url, timeout=TIMEOUT)
+        self.send({"type": "login", "version": 1, "sdk_app_id": SDK, "user_id": user,
+                   "user_sig": usersig(user), "device_id": "e2e-peer"})
+        self.expect("login_ok")
+
+    def send(self, msg):
+        self.ws.send(json.dumps(msg))
+
+    def expect(self, kind):
+        end = time.time() + TIMEOUT
+        while time.time() < end:
+            msg = json.loads(self.ws.recv())
+            if msg.get("type") == kind:
+                return msg
+        raise AssertionError(f"peer never got {kind}")
+
+
+class App:
+    def __init__(self, driver):
+        self.d = driver
+
+    def find(self, css, timeout=TIMEOUT):
+        end = time.time() + timeout
+        last = None
+        while time.time() < end:
+            try:
+                els = self.d.find_elements(By.CSS_SELECTOR, css)
+                if els and els[0].is_displayed():
+                    return els[0]
+            except WebDriverException as e:  # the page may still be loading
+                last = e
+            time.sleep(0.1)
+        raise AssertionError(f"{css} did not appear ({last}); page: {self.text()[:500]}")
+
+    def text(self):
+        try:
+            return self.d.find_element(By.TAG_NAME, "body").text
+        except WebDriverException:
+            return "<no page>"
+
+    def wait_text(self, css, expected, timeout=TIMEOUT):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                t = self.find(css, timeout=1).text
+                if expected in t:
+                    return t
+            except AssertionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{css} never showed {expected!r}; page: {self.text()[:500]}")
+
+    def shot(self, name):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{name}.png"
+        self.d.save_screenshot(str(path))
+        log(f"screenshot {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def main():
+    for p in (APP, SERVER):
+        if not p.exists():
+            sys.exit(f"missing {p}: build it first (scripts/test-desktop.sh does)")
+    audit = Path(os.environ.get("TINCAN_IPC_AUDIT", "/tmp/tincan-e2e-audit.jsonl"))
+    audit.unlink(missing_ok=True)
+    procs = []
+    driver = None
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        port = free_port()
+        url = f"ws://127.0.0.1:{port}/ws"
+        env = dict(os.environ, TINCAN_SECRET_KEY=KEY)
+        procs.append(subprocess.Popen(
+            [str(SERVER), "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDK)],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / "server.log", "w")))
+        wait_port(port)
+        log(f"tincan-server on {url}")
+
+        dport, nport = free_port(), free_port()
+        app_env = dict(os.environ, TINCAN_IPC_AUDIT=str(audit),
+                       TINCAN_EMBEDDED_PORT=str(free_port()))
+        app_env.pop("TINCAN_SECRET_KEY", None)
+        procs.append(subprocess.Popen(
+            ["tauri-driver", "--port", str(dport), "--native-port", str(nport),
+             "--native-driver", "/usr/bin/WebKitWebDriver"],
+            env=app_env, stdout=subprocess.DEVNULL,
+            stderr=open(SHOTS.parent / "app.log", "w")))
+        wait_port(dport)
+        opts = ArgOptions()
+        opts.set_capability("browserName", "wry")
+        opts.set_capability("tauri:options", {
+            "application": str(APP),
+            "args": ["--server", url, "--profile", "e2e"],
+        })
+        driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{dport}", options=opts)
+        app = App(driver)
+
+        # Sign in with SDKAppID + secret key.
+        app.find("#sign-in-view")
+        Select(app.find("#mode")).select_by_value("secret_key")
+        app.find("#user-id").send_keys("alice")
+        app.find("#sdk-app-id").clear()
+        app.find("#sdk-app-id").send_keys(str(SDK))
+        app.find("#secret-key").send_keys(KEY)
+        app.shot("01-sign-in")
+        app.find("#sign-in").click()
+        app.find("#home-view")
+        app.wait_text("#connection", "Online")
+        app.wait_text("#me", "alice")
+        app.shot("02-home")
+        log("signed in, home view shown")
+
+        # Call bob (a plain client); it rings; bob declines.
+        bob = Peer(url, "bob")
+        callee = app.find("#callee")
+        callee.send_keys("bob")
+        callee.send_keys(Keys.ENTER)  # Enter calls
+        invited = bob.expect("invited")
+        assert invited["caller"] == "alice", invited
+        app.find("#outgoing-view")
+        app.wait_text("#call-status", "Ringing")
+        app.shot("03-outgoing-ringing")
+        log("ringing shown")
+        bob.send({"type": "reject", "call_id": invited["call_id"]})
+        app.find("#ended-view")
+        app.wait_text("#call-status", "Declined")
+        app.shot("04-declined")
+        log("declined shown")
+        app.find("#dismiss").click()
+        app.wait_text("#history", "declined")
+        app.shot("05-home-history")
+
+        # An incoming call: rings, accepted, muted, hung up with Esc.
+        bob.send({"type": "invite", "call_id": "e2e-incoming-1", "callee": "alice",
+                  "call_type": "audio", "timeout_secs": 30})
+        bob.expect("ringing")
+        app.find("#incoming-view")
+        app.wait_text("#peer", "bob")
+        app.shot("06-incoming")
+        app.find("#accept").click()
+        bob.expect("accepted")
+        app.find("#in-call-view")
+        app.wait_text("#timer", "0:0")
+        app.find("#mute").click()
+        sig = bob.expect("signal")
+        assert sig["signal"] == {"kind": "mute", "muted": True}, sig
+        app.wait_text("#mute", "Unmute")
+        time.sleep(1.2)
+        app.shot("07-in-call")
+        app.find("body").send_keys(Keys.ESCAPE)  # Esc hangs up
+        ended = bob.expect("call_ended")
+        assert ended["reason"] == "hangup", ended
+        app.wait_text("#call-status", "Call ended")
+        app.find("body").send_keys(Keys.ESCAPE)  # Esc goes back
+        app.find("#home-view")
+        log("incoming call accepted and hung up")
+
+        # Settings.
+        app.find("#open-settings").click()
+        app.find("#settings-view")
+        app.shot("08-settings")
+        app.find("#back").click()
+        app.find("#home-view")
+
+        # Narrow window.
+        try:
+            driver.set_window_size(360, 640)
+            time.sleep(0.5)
+        except WebDriverException as e:
+            log(f"window resize not supported here: {e}")
+        app.shot("09-home-360px")
+
+        # Sign out.
+        app.find("#sign-out").click()
+        app.find("#sign-in-view")
+        app.shot("10-signed-out")
+        log("signed out")
+    finally:
+        if driver is not None:
+            try:
+                driver.quit()
+            except WebDriverException:
+                pass
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    # Nothing the webview received holds the secret key or a UserSig.
+    text = audit.read_text() if audit.exists() else ""
+    lines = [l for l in text.splitlines() if l.strip()]
+    assert len(lines) > 10, f"the IPC audit log is nearly empty ({len(lines)} lines)"
+    whats = {json.loads(l)["what"] for l in lines}
+    for needed in ("sign_in", "get_state", "start_call", "event"):
+        assert needed in whats, f"no {needed} in the audit log: {whats}"
+    assert KEY not in text, "the secret key reached the webview"
+    assert not re.search(r"eJ[A-Za-z0-9*_-]{40,}", text), "a UserSig reached the webview"
+    log(f"audit: {len(lines)} command results and events, none with a secret")
+    log("PASS")
+
+
+if __name__ == "__main__":
+    main()
