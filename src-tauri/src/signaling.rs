@@ -302,11 +302,14 @@ impl Task {
                 Ok((ws, user)) => {
                     attempt = 0;
                     lock(&self.snapshot).user = Some(user.clone());
-                    if let Some(first) = self.first.take() {
-                        let _ = first.send(Ok(user.clone()));
-                    }
+                    // State first, then the reply: whoever awaits the sign-in reads "online".
                     self.set_connection(ConnectionState::Online);
-                    self.emit(AppEvent::User { user: Some(user) });
+                    self.emit(AppEvent::User {
+                        user: Some(user.clone()),
+                    });
+                    if let Some(first) = self.first.take() {
+                        let _ = first.send(Ok(user));
+                    }
                     match self.session(ws).await {
                         SessionEnd::LoggedOut | SessionEnd::Stopped => {
                             self.signed_out();
