@@ -1,0 +1,147 @@
+"""tincan's two media engines interoperate: the native engine (GStreamer webrtcbin, crate tincan-media)
+against the browser client in headless Chromium, through a real tincan-server on loopback.
+
+The native side is `native_peer` (crates/media/examples), which drives the native engine with a plain
+signaling client; it sends a 660 Hz tone and measures what it receives with GStreamer's `spectrum`.
+Chromium's fake microphone plays 1000 Hz; the page measures with a Web Audio analyser. Each side must
+hear the OTHER side's tone, in both directions of calling. Accept -> first audio is printed.
+
+Environment (scripts/test-media.sh sets them):
+  TINCAN_SERVER_BIN       path of the tincan-server binary
+  TINCAN_UI_DIST          the trunk `dist` folder
+  TINCAN_NATIVE_PEER_BIN  path of the native_peer example binary
+"""
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+
+import pytest
+
+from test_media import (ROOT, SDKAPPID, TOLERANCE_HZ, chromium, click, el, log, media, peak,
+                        server, sign_in, wait_for, wait_screen, workdir, dial, back_home)  # noqa: F401
+
+NATIVE_BIN = os.environ.get("TINCAN_NATIVE_PEER_BIN",
+                            os.path.join(ROOT, "target", "debug", "examples", "native_peer"))
+NATIVE_TONE, BROWSER_TONE = 660.0, 1000.0
+
+
+@pytest.fixture(scope="module")
+def bob(workdir, server):  # noqa: F811
+    drv = chromium(workdir, "bob-interop", BROWSER_TONE)
+    try:
+        drv.get(server + "/")
+        sign_in(drv, "bob")
+        yield drv
+    finally:
+        drv.quit()
+
+
+class NativePeer:
+    """The native_peer process; its JSON lines arrive on a queue."""
+
+    def __init__(self, server, *args):
+        assert os.path.exists(NATIVE_BIN), f"build it: cargo build -p tincan-media --example native_peer ({NATIVE_BIN})"
+        ws = server.replace("http://", "ws://") + "/ws"
+        self.proc = subprocess.Popen(
+            [NATIVE_BIN, "--server", ws, "--sdkappid", str(SDKAPPID), "--user", "native",
+             "--dev-sig", server, "--tone", str(NATIVE_TONE), "--expect", str(BROWSER_TONE),
+             "--seconds", "40", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.events = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except ValueError:
+                pass
+
+    def wait(self, name, timeout=20):
+        deadline = time.time() + timeout
+        for ev in self.seen:
+            if ev.get("event") == name:
+                return ev
+        while time.time() < deadline:
+            try:
+                ev = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.seen.append(ev)
+            log(f"native: {ev}")
+            if ev.get("event") == "error":
+                raise AssertionError(f"native peer failed: {ev}")
+            if ev.get("event") == name:
+                return ev
+        raise AssertionError(f"native peer never reported {name}; saw {self.seen}")
+
+    def finish(self):
+        try:
+            self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        return self.proc.returncode
+
+
+def check_browser_hears_native(drv):
+    mb = wait_for("Chromium hears the native engine", lambda: media(drv)["first_audio_at"] and media(drv), 10)
+    time.sleep(1.0)
+    hz = peak(drv)
+    log(f"Chromium hears {hz} Hz (native sends {NATIVE_TONE})")
+    assert hz and abs(hz - NATIVE_TONE) < TOLERANCE_HZ, f"Chromium should hear {NATIVE_TONE} Hz, got {hz}"
+    assert media(drv)["packets_received"] > 10
+    return mb
+
+
+def test_native_calls_chromium(bob, server):  # noqa: F811
+    native = NativePeer(server, "--call", "bob")
+    try:
+        native.wait("ringing")
+        wait_screen(bob, "incoming")
+        time.sleep(0.3)  # the native offer reaches the ringing browser first
+        click(bob, "#accept")
+        wait_screen(bob, "incall")
+        mb = check_browser_hears_native(bob)
+        heard = native.wait("heard", 15)
+        first = native.wait("first_audio")
+        log(f"native->Chromium: accept -> first audio: Chromium {mb['first_audio_at'] - mb['accept_at']:.0f} ms, "
+            f"native {first['after_accept_ms']} ms; native hears {heard['hz']:.0f} Hz")
+        assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
+        click(bob, "#hang-up")
+        wait_screen(bob, "callended")
+        native.wait("call_ended")
+        assert native.finish() == 0, "native peer heard the browser"
+    finally:
+        if native.proc.poll() is None:
+            native.proc.kill()
+    back_home(bob)
+
+
+def test_chromium_calls_native(bob, server):  # noqa: F811
+    native = NativePeer(server, "--answer")
+    try:
+        wait_for("native signed in", lambda: native.wait("signed_in"), 20)
+        dial(bob, "native")
+        native.wait("invited")
+        wait_screen(bob, "incall", 15)
+        mb = check_browser_hears_native(bob)
+        heard = native.wait("heard", 15)
+        first = native.wait("first_audio")
+        log(f"Chromium->native: accept -> first audio: native {first['after_accept_ms']} ms; "
+            f"native hears {heard['hz']:.0f} Hz")
+        assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
+        click(bob, "#hang-up")
+        wait_screen(bob, "callended")
+        native.wait("call_ended")
+        assert native.finish() == 0
+    finally:
+        if native.proc.poll() is None:
+            native.proc.kill()
+    back_home(bob)
