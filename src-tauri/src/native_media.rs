@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tincan_ipc::native_media::{
     NativeCallArgs, NativeDevice, NativeEngineInfo, NativeMediaErrorCode, NativeMediaEvent,
-    NativeMuteArgs, NativeSignalArgs, NativeStartArgs, NativeSwitchArgs,
+    NativeMuteArgs, NativeSignalArgs, NativeStartArgs, NativeSwitchArgs, MEASURE_OUTPUT,
+    TEST_TONE_INPUT,
 };
 use tincan_ipc::{AppEvent, ErrorCode, IceServer, IpcError};
 use tincan_media::{
@@ -134,14 +135,26 @@ impl NativeMedia {
 
     pub fn devices() -> Result<Vec<NativeDevice>, IpcError> {
         let list = tincan_media::list_devices().map_err(|e| ipc_error(&e))?;
-        Ok(list
+        let mut out: Vec<NativeDevice> = list
             .into_iter()
             .map(|d| NativeDevice {
                 id: d.id,
                 label: d.name,
                 input: d.kind == tincan_media::DeviceKind::Input,
             })
-            .collect())
+            .collect();
+        // Always offered, so a call can be tried on a machine with no sound hardware.
+        out.push(NativeDevice {
+            id: TEST_TONE_INPUT.into(),
+            label: "Test tone (440 Hz, no microphone)".into(),
+            input: true,
+        });
+        out.push(NativeDevice {
+            id: MEASURE_OUTPUT.into(),
+            label: "Silent (measure only, no speakers)".into(),
+            input: false,
+        });
+        Ok(out)
     }
 
     fn config(setup: &NativeStartArgs) -> EngineConfig {
@@ -156,7 +169,7 @@ impl NativeMedia {
         };
         let output = match setup.output.as_deref() {
             None => AudioOutput::Default,
-            Some("measure") => AudioOutput::Measure,
+            Some(MEASURE_OUTPUT) => AudioOutput::Measure,
             Some(id) => AudioOutput::Pulse(id.to_owned()),
         };
         EngineConfig {
@@ -172,9 +185,11 @@ impl NativeMedia {
     fn launch(&self, setup: &NativeStartArgs, role: Role) -> Result<MediaSession, MediaError> {
         let sink = self.sink.clone();
         let call_id = setup.call_id.clone();
-        // (last sent, mic %, peer %): levels are merged and sent ten times a second at most.
+        // Levels are merged and sent ten times a second at most.
         let start = Instant::now();
-        let levels = Mutex::new((start.checked_sub(LEVEL_EVERY).unwrap_or(start), 0u8, 0u8));
+        let long_ago = start.checked_sub(LEVEL_EVERY).unwrap_or(start);
+        // (levels last sent, mic %, peer %, peak last sent)
+        let levels = Mutex::new((long_ago, 0u8, 0u8, long_ago));
         let session = MediaSession::start(&Self::config(setup), role, move |ev| {
             let call_id = call_id.clone();
             let out = match ev {
@@ -214,7 +229,16 @@ impl NativeMedia {
                     packets_received: s.packets_received,
                     packets_sent: s.packets_sent,
                 }),
-                EngineEvent::RemotePeak { .. } => None,
+                EngineEvent::RemotePeak { hz, db } => {
+                    let mut l = levels.lock().unwrap_or_else(|e| e.into_inner());
+                    (db > -60.0 && l.3.elapsed() >= LEVEL_EVERY).then(|| {
+                        l.3 = Instant::now();
+                        NativeMediaEvent::PeerPeak {
+                            call_id,
+                            hz: hz.round() as u32,
+                        }
+                    })
+                }
                 EngineEvent::Error(e) => {
                     let (code, message) = to_ipc(&e);
                     Some(NativeMediaEvent::Failed {

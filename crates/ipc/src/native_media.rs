@@ -67,6 +67,12 @@ pub struct NativeSwitchArgs {
     pub input: Option<String>,
 }
 
+/// The test source: a sine tone instead of a microphone ("tone:HZ"), for trying a call on a
+/// machine without sound hardware.
+pub const TEST_TONE_INPUT: &str = "tone:440";
+/// The measuring output: no sound card needed; reports levels and the loudest frequency.
+pub const MEASURE_OUTPUT: &str = "measure";
+
 /// A microphone or speaker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NativeDevice {
@@ -95,7 +101,10 @@ pub enum NativeMediaErrorCode {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NativeMediaEvent {
     /// Send this to the peer.
-    Signal { call_id: CallId, signal: MediaSignal },
+    Signal {
+        call_id: CallId,
+        signal: MediaSignal,
+    },
     /// ICE connected: media can flow.
     Connected { call_id: CallId },
     /// The first audio from the peer was decoded.
@@ -106,6 +115,8 @@ pub enum NativeMediaEvent {
         mic_pct: u8,
         peer_pct: u8,
     },
+    /// With the measuring output: the loudest frequency received, Hz (diagnostics and tests).
+    PeerPeak { call_id: CallId, hz: u32 },
     /// Connection numbers, about once a second (integers so events compare exactly).
     Stats {
         call_id: CallId,
@@ -131,6 +142,7 @@ impl NativeMediaEvent {
             | NativeMediaEvent::Connected { call_id }
             | NativeMediaEvent::FirstAudio { call_id }
             | NativeMediaEvent::Levels { call_id, .. }
+            | NativeMediaEvent::PeerPeak { call_id, .. }
             | NativeMediaEvent::Stats { call_id, .. }
             | NativeMediaEvent::Failed { call_id, .. } => call_id,
         }
