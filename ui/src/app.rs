@@ -69,7 +69,11 @@ impl Ctx {
 #[component]
 pub fn App() -> Html {
     let state = use_reducer(UiState::default);
-    let api = use_memo((), |()| Api::tauri());
+    let api = use_memo((), |()| {
+        let api = crate::browser::select_api();
+        crate::media::controller::install(&api);
+        api
+    });
     let ctx = Ctx {
         state: state.clone(),
         api: (*api).clone(),
@@ -150,6 +154,7 @@ pub fn App() -> Html {
             <div class="app" data-screen={format!("{screen:?}").to_lowercase()}>
                 <views::Header />
                 <views::ErrorBanner />
+                <crate::media::view::MediaBanner />
                 <main>{ body }</main>
             </div>
         </ContextProvider<Ctx>>

@@ -8,8 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use tincan_ipc::{
-    cmd, AppEvent, AppState, CallArgs, CallView, ErrorCode, HistoryEntry, IpcError, MuteArgs,
-    SavedCredentials, Settings, SignInArgs, SignInCredentials, StartCallArgs,
+    cmd, AppEvent, AppState, CallArgs, CallView, ErrorCode, HistoryEntry, IpcError, MediaSignal,
+    MuteArgs, SavedCredentials, Settings, SignInArgs, SignInCredentials, SignalArgs, StartCallArgs,
 };
 use tincan_proto::CallId;
 use wasm_bindgen::prelude::*;
@@ -118,6 +118,12 @@ impl Api {
     pub async fn set_muted(&self, muted: bool) -> Result<(), IpcError> {
         let args = encode(&MuteArgs { muted })?;
         self.call(cmd::SET_MUTED, serde_json::json!({ "args": args }))
+            .await
+    }
+    /// Relays WebRTC negotiation to the other party of `call_id`.
+    pub async fn send_signal(&self, call_id: CallId, signal: MediaSignal) -> Result<(), IpcError> {
+        let args = encode(&SignalArgs { call_id, signal })?;
+        self.call(cmd::SEND_SIGNAL, serde_json::json!({ "args": args }))
             .await
     }
     pub async fn get_settings(&self) -> Result<Settings, IpcError> {

@@ -3,5 +3,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod browser;
+pub mod media;
 pub mod state;
 pub mod views;

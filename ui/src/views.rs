@@ -214,6 +214,9 @@ pub fn SignIn() -> Html {
                     <label for="user-sig">{"UserSig"}</label>
                     <textarea id="user-sig" ref={sig_ref} rows="3"
                         placeholder={ if saved.user_sig_expires_at.is_some() { "saved in your keyring" } else { "paste the UserSig your server issued" } } />
+                    if !embedded && !crate::browser::in_tauri() {
+                        <p class="hint" id="dev-sig-hint">{"Leave it empty to get a demo UserSig from this server, when it runs with --dev-issue-sigs."}</p>
+                    }
                 }
                 <button id="sign-in" class="primary" type="submit" disabled={s.busy}>
                     { if s.busy { "Signing in…" } else { "Sign in" } }
@@ -420,7 +423,8 @@ pub fn InCall() -> Html {
                 </button>
                 <button id="hang-up" class="danger" onclick={hang_up}>{"Hang up"}</button>
             </div>
-            <p class="hint">{"Audio is not part of this build yet: the call is set up and signalled, but no sound flows. Esc to hang up."}</p>
+            <crate::media::view::InCallMedia />
+            <p class="hint">{"Esc to hang up."}</p>
         </section>
     }
 }
@@ -564,6 +568,7 @@ pub fn SettingsView() -> Html {
                 <label for="usersig-lifetime">{"Sign-in lifetime with a secret key (hours)"}</label>
                 <input id="usersig-lifetime" ref={life_ref} type="number" min="1"
                     value={(current.usersig_lifetime_secs / 3600).max(1).to_string()} />
+                <crate::media::view::AudioSettings />
                 <div class="row actions">
                     <button id="back" type="button" onclick={back}>{"Back"}</button>
                     <button id="save-settings" class="primary" type="submit" disabled={ctx.state.busy}>{"Save"}</button>

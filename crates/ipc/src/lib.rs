@@ -12,6 +12,7 @@ use std::fmt;
 
 pub mod call_view;
 pub mod native_media;
+pub mod session;
 
 pub use tincan_proto::{CallId, CallType, CloseReason, EndReason, MediaSignal, MissedCall, UserId};
 

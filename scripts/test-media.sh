@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Media end-to-end tests: audio crosses between two headless Chromium instances through a real
+# tincan-server on loopback and the trunk-built UI (tests/media/test_media.py).
+#
+# Usage: scripts/test-media.sh [pytest args]
+# Needs (Debian 12): chromium chromium-driver (at /usr/bin), python3 with venv; trunk 0.21.14,
+#   wasm-bindgen-cli 0.2.130 and the wasm32-unknown-unknown target; PyPI reachable once if selenium
+#   and pytest are missing (they go into target/media-venv).
+# Exits non-zero if audio does not cross (or any other check fails).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+START=$(date +%s)
+
+for tool in chromium chromedriver trunk wasm-bindgen python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "test-media: missing '$tool' (see the header of $0)" >&2; exit 1; }
+done
+
+echo "=== building tincan-server and the UI"
+cargo build -p tincan-server
+(cd ui && trunk build)
+
+PY=python3
+if ! "$PY" -c 'import selenium, pytest, websocket' 2>/dev/null; then
+  VENV="$ROOT/target/media-venv"
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/python" -c 'import selenium, pytest, websocket' 2>/dev/null \
+    || "$VENV/bin/pip" install --quiet selenium pytest websocket-client
+  PY="$VENV/bin/python"
+fi
+
+export TINCAN_SERVER_BIN="$ROOT/target/debug/tincan-server"
+export TINCAN_UI_DIST="$ROOT/ui/dist"
+echo "=== media e2e (headless Chromium x2, tincan-server on loopback)"
+status=0
+"$PY" -m pytest -x -q -s -p no:cacheprovider tests/media/test_media.py "$@" || status=$?
+echo "=== test-media: $(( $(date +%s) - START )) s, exit $status"
+exit $status

@@ -1,0 +1,353 @@
+"""Audio crosses: two headless Chromium instances, a real tincan-server on loopback, the trunk-built UI.
+
+Each browser's fake microphone plays its own tone (A: 440 Hz, B: 1000 Hz, WAV files made here). A calls
+B, B accepts; each side must hear the OTHER side's tone (Web Audio analyser on the received stream)
+and getStats must count inbound audio packets. Then: mute on A silences B's received audio; hang-up
+shows the call ended with its duration on both sides; decline, busy and ring timeout show the right
+words on the caller's screen. Accept -> first remote audio is printed for each call.
+
+Run through scripts/test-media.sh (it builds the UI and the server first). Environment:
+  TINCAN_SERVER_BIN  path of the tincan-server binary
+  TINCAN_UI_DIST     the trunk `dist` folder
+"""
+
+import json
+import math
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import tempfile
+import time
+import urllib.request
+import wave
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SERVER_BIN = os.environ.get("TINCAN_SERVER_BIN", os.path.join(ROOT, "target", "debug", "tincan-server"))
+UI_DIST = os.environ.get("TINCAN_UI_DIST", os.path.join(ROOT, "ui", "dist"))
+SDKAPPID = 1400000001
+TONE_A, TONE_B = 440.0, 1000.0
+# One FFT bin is 48000 / 4096 = 11.7 Hz; allow a few.
+TOLERANCE_HZ = 30.0
+TIMINGS = []
+
+
+def log(msg):
+    print(f"[media-e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def write_tone(path, freq, secs=10, rate=48000):
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        frames = bytearray()
+        for i in range(int(secs * rate)):
+            frames += struct.pack("<h", int(0.5 * 32767 * math.sin(2 * math.pi * freq * i / rate)))
+        w.writeframes(bytes(frames))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, fn, timeout=15.0, every=0.05):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # the page may be re-rendering
+            last = e
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="tincan-media-") as d:
+        yield d
+
+
+@pytest.fixture(scope="session")
+def server(workdir):
+    assert os.path.exists(os.path.join(UI_DIST, "index.html")), f"no built UI in {UI_DIST}"
+    port = free_port()
+    env = dict(os.environ, TINCAN_SECRET_KEY="media-e2e-" + os.urandom(8).hex(), TINCAN_LOG="warn")
+    logf = open(os.path.join(workdir, "server.log"), "w")
+    proc = subprocess.Popen(
+        [SERVER_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDKAPPID),
+         "--ui-dir", UI_DIST, "--dev-issue-sigs"],
+        env=env, stdout=logf, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
+            return r.status == 200
+
+    try:
+        wait_for("tincan-server", up, timeout=20)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        logf.close()
+
+
+def chromium(workdir, name, freq):
+    wav = os.path.join(workdir, f"{name}.wav")
+    write_tone(wav, freq)
+    profile = os.path.join(workdir, f"profile-{name}")
+    os.makedirs(profile, exist_ok=True)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]:
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+@pytest.fixture(scope="session")
+def browsers(workdir, server):
+    a = chromium(workdir, "alice", TONE_A)
+    b = chromium(workdir, "bob", TONE_B)
+    try:
+        for drv, user in ((a, "alice"), (b, "bob")):
+            drv.get(server + "/")
+            sign_in(drv, user)
+        yield a, b
+    finally:
+        for drv in (a, b):
+            try:
+                for entry in drv.get_log("browser")[-30:]:
+                    if entry.get("level") in ("SEVERE", "WARNING"):
+                        log(f"console: {entry.get('message')}")
+            except Exception:
+                pass
+            drv.quit()
+    if TIMINGS:
+        log("accept -> first remote audio (ms): " + ", ".join(
+            f"{label}: callee heard {c:.0f}, caller heard {r:.0f}" for label, c, r in TIMINGS))
+
+
+def el(drv, css):
+    return drv.find_element(By.CSS_SELECTOR, css)
+
+
+def click(drv, css, timeout=10):
+    wait_for(f"{css} clickable", lambda: el(drv, css).is_enabled() and el(drv, css), timeout)
+    el(drv, css).click()
+
+
+def screen(drv):
+    return el(drv, ".app").get_attribute("data-screen")
+
+
+def wait_screen(drv, name, timeout=15):
+    try:
+        wait_for(f"screen {name}", lambda: screen(drv) == name, timeout)
+    except AssertionError:
+        raise AssertionError(f"expected screen {name}, still on {screen(drv)}: {el(drv, 'main').text!r}")
+
+
+def media(drv):
+    return drv.execute_script("return window.__tincan_media || null;")
+
+
+def sign_in(drv, user):
+    wait_screen(drv, "signin", 20)
+    field = el(drv, "#user-id")
+    field.clear()
+    field.send_keys(user)
+    click(drv, "#sign-in")
+    wait_for(f"{user} online", lambda: el(drv, "#me").text == user, 15)
+    wait_for("connection online", lambda: "Online" in el(drv, "#connection").text, 10)
+    eng = wait_for("media snapshot", lambda: media(drv), 5)
+    assert eng["engine"], "Chromium must have the WebRTC engine"
+
+
+def dial(drv, callee):
+    field = el(drv, "#callee")
+    field.clear()
+    field.send_keys(callee)
+    click(drv, "#call")
+
+
+def peak(drv, samples=8):
+    vals = []
+    for _ in range(samples):
+        hz = media(drv)["peer_peak_hz"]
+        if hz:
+            vals.append(hz)
+        time.sleep(0.1)
+    return statistics.median(vals) if vals else None
+
+
+def peer_level(drv, samples=6):
+    vals = []
+    for _ in range(samples):
+        vals.append(media(drv)["peer_level"] or 0.0)
+        time.sleep(0.1)
+    return statistics.median(vals)
+
+
+def back_home(*drvs):
+    for d in drvs:
+        if screen(d) == "callended":
+            click(d, "#dismiss")
+        wait_screen(d, "home")
+
+
+def connect_call(a, b, label):
+    dial(a, "bob")
+    wait_screen(b, "incoming")
+    wait_for("ringback on A", lambda: media(a)["tone"] == "ringback", 5)
+    wait_for("ringtone on B", lambda: media(b)["tone"] == "ringtone", 5)
+    # The caller's offer reaches the ringing callee before anyone answers.
+    time.sleep(0.5)
+    click(b, "#accept")
+    wait_screen(b, "incall")
+    wait_screen(a, "incall")
+    mb = wait_for("B hears A", lambda: media(b)["first_audio_at"] and media(b), 10)
+    ma = wait_for("A hears B", lambda: media(a)["first_audio_at"] and media(a), 10)
+    accept_at = mb["accept_at"]
+    callee_ms = mb["first_audio_at"] - accept_at
+    caller_ms = ma["first_audio_at"] - accept_at
+    TIMINGS.append((label, callee_ms, caller_ms))
+    log(f"{label}: accept -> first audio: callee {callee_ms:.0f} ms, caller {caller_ms:.0f} ms")
+    assert media(a)["tone"] is None and media(b)["tone"] is None, "tones stop on answer"
+    return callee_ms, caller_ms
+
+
+def test_audio_crosses_mute_and_hang_up(browsers):
+    a, b = browsers
+    callee_ms, caller_ms = connect_call(a, b, "call 1")
+    time.sleep(1.0)
+    hz_at_b, hz_at_a = peak(b), peak(a)
+    log(f"B hears {hz_at_b} Hz (A sends {TONE_A}); A hears {hz_at_a} Hz (B sends {TONE_B})")
+    assert hz_at_b and abs(hz_at_b - TONE_A) < TOLERANCE_HZ, f"B should hear {TONE_A} Hz, got {hz_at_b}"
+    assert hz_at_a and abs(hz_at_a - TONE_B) < TOLERANCE_HZ, f"A should hear {TONE_B} Hz, got {hz_at_a}"
+    sa, sb = media(a), media(b)
+    log(f"stats A: {json.dumps({k: sa[k] for k in ('packets_received', 'rtt_ms', 'jitter_ms', 'loss_pct', 'quality')})}")
+    log(f"stats B: {json.dumps({k: sb[k] for k in ('packets_received', 'rtt_ms', 'jitter_ms', 'loss_pct', 'quality')})}")
+    assert sa["packets_received"] > 10 and sb["packets_received"] > 10, "getStats shows inbound audio"
+    assert "Connection:" in el(a, "#quality").text
+
+    # Mute on A: B's received level falls, and B is told.
+    before = peer_level(b)
+    click(a, "#mute")
+    wait_for("B shows A muted", lambda: el(b, "#remote-muted").is_displayed(), 5)
+    time.sleep(0.8)
+    after = peer_level(b)
+    log(f"B's received level: {before:.4f} before mute, {after:.4f} after")
+    assert before > 0.02 and after < before / 10, "mute silences A's audio at B"
+    click(a, "#mute")
+    wait_for("B hears A again", lambda: peer_level(b, 3) > before / 3, 5)
+
+    # Hang up: both see the end with the duration; A's microphone is released at once.
+    time.sleep(1.2)
+    click(a, "#hang-up")
+    wait_screen(a, "callended")
+    wait_screen(b, "callended")
+    # The snapshot is refreshed every 100 ms.
+    wait_for("media stopped on hang-up", lambda: not media(a)["active"] and not media(b)["active"], 0.5)
+    for d in (a, b):
+        assert el(d, "#call-status").text == "Call ended"
+        wait_for("duration shown", lambda: "The call lasted 0:0" in el(d, "#call-message").text, 5)
+    log(f"ended: A '{el(a, '#call-message').text}' / B '{el(b, '#call-message').text}'")
+    back_home(a, b)
+    assert callee_ms < 1000 and caller_ms < 1500
+
+
+def test_second_call_timing(browsers):
+    a, b = browsers
+    connect_call(a, b, "call 2")
+    click(b, "#hang-up")
+    wait_screen(a, "callended")
+    wait_screen(b, "callended")
+    assert "bob hung up" in el(a, "#call-message").text
+    back_home(a, b)
+
+
+def test_decline(browsers):
+    a, b = browsers
+    dial(a, "bob")
+    wait_screen(b, "incoming")
+    click(b, "#decline")
+    wait_screen(a, "callended")
+    assert el(a, "#call-status").text == "Declined"
+    wait_for("ringback stopped", lambda: media(a)["tone"] is None and not media(a)["active"], 0.5)
+    back_home(a, b)
+
+
+def ws_client(server, user):
+    """A third party (carol) over a raw WebSocket, to make bob busy."""
+    import websocket  # websocket-client, installed with selenium
+
+    with urllib.request.urlopen(f"{server}/dev/usersig?user={user}", timeout=5) as r:
+        sig = json.load(r)
+    ws = websocket.create_connection(server.replace("http://", "ws://") + "/ws", timeout=5)
+    ws.send(json.dumps({"type": "login", "version": 1, "sdk_app_id": sig["sdk_app_id"],
+                        "user_id": user, "user_sig": sig["user_sig"], "device_id": "e2e"}))
+    assert json.loads(ws.recv())["type"] == "login_ok"
+    return ws
+
+
+def test_busy(browsers, server):
+    a, b = browsers
+    carol = ws_client(server, "carol")
+    try:
+        carol.send(json.dumps({"type": "invite", "call_id": "busy-test-1", "callee": "bob",
+                               "call_type": "audio", "timeout_secs": 30}))
+        wait_screen(b, "incoming")
+        dial(a, "bob")
+        wait_screen(a, "callended")
+        assert el(a, "#call-status").text == "Busy"
+        carol.send(json.dumps({"type": "cancel", "call_id": "busy-test-1"}))
+        wait_screen(b, "callended")
+        assert el(b, "#call-status").text == "Cancelled"
+        wait_for("ringtone stops on cancel", lambda: media(b)["tone"] is None, 0.5)
+    finally:
+        carol.close()
+    back_home(a, b)
+
+
+def test_ring_timeout(browsers):
+    a, b = browsers
+    click(a, "#open-settings")
+    wait_screen(a, "settings")
+    field = el(a, "#ring-timeout")
+    field.clear()
+    field.send_keys("3")
+    click(a, "#save-settings")
+    wait_for("settings saved", lambda: "saved" in el(a, "#notice").text, 5)
+    if screen(a) == "settings":
+        click(a, "#back")
+    wait_screen(a, "home")
+    dial(a, "bob")
+    wait_screen(b, "incoming")
+    wait_screen(a, "callended", 10)
+    assert el(a, "#call-status").text == "No answer"
+    wait_screen(b, "callended", 5)
+    wait_for("tones stop on timeout", lambda: media(b)["tone"] is None and media(a)["tone"] is None, 0.5)
+    back_home(a, b)

@@ -1,0 +1,476 @@
+//! Drives the media engine from the backend's events: the call's phases start and stop sessions and
+//! tones, remote signals go to the session, the session's signals go out through the backend
+//! (`send_signal`: Tauri IPC in the app, the WebSocket in a browser), in order.
+//!
+//! It also publishes a read-only snapshot as `window.__tincan_media` (engine, ICE state, levels,
+//! peak frequency of the peer's audio, `getStats` numbers, accept and first-audio times), which the
+//! media end-to-end tests read and which helps when debugging a call in the browser console.
+
+use super::tones::{Tone, Tones};
+use super::webrtc::{precise_now_ms, WebRtcEngine};
+use super::{
+    devices, stats, AudioDevice, AudioProcessing, CallSetup, CallStats, Levels, MediaEngine,
+    MediaError, MediaSession, Role, SessionEvent,
+};
+use crate::backend::Api;
+use gloo_timers::callback::Interval;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use tincan_ipc::{AppEvent, CallPhase, CallView, Direction, MediaSignal, Settings};
+use tincan_proto::CallId;
+use wasm_bindgen::prelude::*;
+
+const PROCESSING_KEY: &str = "tincan.audio_processing";
+
+thread_local! {
+    static CONTROLLER: RefCell<Option<Rc<Controller>>> = const { RefCell::new(None) };
+}
+
+/// What the views show about media.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    /// The last media failure of the current (or just ended) call.
+    pub error: Option<MediaError>,
+    pub connected: bool,
+    /// When this side accepted (callee), unix ms.
+    pub accept_at: Option<f64>,
+    /// When the peer's audio was first heard, unix ms.
+    pub first_audio_at: Option<f64>,
+}
+
+struct Inner {
+    call_id: Option<CallId>,
+    ended: bool,
+    session: Option<Rc<dyn MediaSession>>,
+    accepted: bool,
+    muted: bool,
+    tones: Tones,
+    settings: Settings,
+    processing: AudioProcessing,
+    outbox: VecDeque<(CallId, MediaSignal)>,
+    sending: bool,
+    status: Status,
+    snapshot_timer: Option<Interval>,
+    device_change: Option<Closure<dyn FnMut()>>,
+}
+
+pub struct Controller {
+    api: Api,
+    engine: Option<Rc<dyn MediaEngine>>,
+    inner: RefCell<Inner>,
+}
+
+/// The controller of this page, once [`install`]ed.
+pub fn get() -> Option<Rc<Controller>> {
+    CONTROLLER.with(|c| c.borrow().clone())
+}
+
+/// Creates the page's controller and subscribes it to the backend's events. Idempotent.
+pub fn install(api: &Api) -> Rc<Controller> {
+    if let Some(c) = get() {
+        return c;
+    }
+    // The webview's own WebRTC when it has one; in the desktop app without it (Debian's and
+    // Ubuntu's WebKitGTK), the backend's native engine.
+    let engine: Option<Rc<dyn MediaEngine>> =
+        WebRtcEngine::detect().map(|e| Rc::new(e) as _).or_else(|| {
+            crate::browser::in_tauri()
+                .then(|| Rc::new(super::native::NativeEngine::new(api.clone())) as _)
+        });
+    let processing = web_sys::window()
+        .and_then(|w| w.local_storage().ok().flatten())
+        .and_then(|s| s.get_item(PROCESSING_KEY).ok().flatten())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let c = Rc::new(Controller {
+        api: api.clone(),
+        engine,
+        inner: RefCell::new(Inner {
+            call_id: None,
+            ended: true,
+            session: None,
+            accepted: false,
+            muted: false,
+            tones: Tones::default(),
+            settings: Settings::default(),
+            processing,
+            outbox: VecDeque::new(),
+            sending: false,
+            status: Status::default(),
+            snapshot_timer: None,
+            device_change: None,
+        }),
+    });
+    CONTROLLER.with(|slot| *slot.borrow_mut() = Some(c.clone()));
+    let weak = Rc::downgrade(&c);
+    let api2 = api.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let on_event: Rc<dyn Fn(AppEvent)> = {
+            let weak = weak.clone();
+            Rc::new(move |ev| {
+                if let Some(c) = weak.upgrade() {
+                    c.on_event(ev);
+                }
+            })
+        };
+        if let Err(e) = api2.subscribe(on_event).await {
+            web_sys::console::warn_1(&JsValue::from_str(&format!(
+                "tincan: media cannot follow calls: {e}"
+            )));
+        }
+        if let Some(c) = weak.upgrade() {
+            c.refresh_settings();
+        }
+    });
+    let weak = Rc::downgrade(&c);
+    let timer = Interval::new(100, move || {
+        if let Some(c) = weak.upgrade() {
+            c.publish();
+        }
+    });
+    let weak = Rc::downgrade(&c);
+    let dc = devices::on_device_change(move || {
+        if let Some(c) = weak.upgrade() {
+            c.on_device_change();
+        }
+    });
+    {
+        let mut i = c.inner.borrow_mut();
+        i.snapshot_timer = Some(timer);
+        i.device_change = dc;
+    }
+    c
+}
+
+impl Controller {
+    /// The call whose media this controller carries, if any.
+    pub fn call_id(&self) -> Option<CallId> {
+        self.inner.borrow().call_id.clone()
+    }
+
+    pub fn engine_name(&self) -> Option<&'static str> {
+        self.engine.as_ref().map(|e| e.name())
+    }
+
+    pub fn status(&self) -> Status {
+        self.inner.borrow().status.clone()
+    }
+
+    fn session(&self) -> Option<Rc<dyn MediaSession>> {
+        self.inner.borrow().session.clone()
+    }
+
+    pub fn levels(&self) -> Levels {
+        self.session().map(|s| s.levels()).unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> Option<CallStats> {
+        self.session().map(|s| s.stats())
+    }
+
+    pub fn processing(&self) -> AudioProcessing {
+        self.inner.borrow().processing
+    }
+
+    pub fn set_processing(&self, p: AudioProcessing) {
+        self.inner.borrow_mut().processing = p;
+        if let (Some(s), Ok(t)) = (
+            web_sys::window().and_then(|w| w.local_storage().ok().flatten()),
+            serde_json::to_string(&p),
+        ) {
+            let _ = s.set_item(PROCESSING_KEY, &t);
+        }
+    }
+
+    pub async fn devices(&self) -> Result<Vec<AudioDevice>, MediaError> {
+        match &self.engine {
+            Some(e) => e.devices().await,
+            None => Err(devices::webrtc_unavailable()),
+        }
+    }
+
+    pub async fn switch_input(&self, device: Option<String>) -> Result<(), MediaError> {
+        match self.session() {
+            Some(s) => s.switch_input(device).await,
+            None => Ok(()),
+        }
+    }
+
+    pub async fn set_output(&self, device: Option<String>) -> Result<(), MediaError> {
+        match self.session() {
+            Some(s) => s.set_output(device).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Shows a failure the call survives (a device that could not be switched to).
+    pub fn warn(&self, e: MediaError) {
+        self.inner.borrow_mut().status.error = Some(e);
+    }
+
+    /// Forgets the error shown (the banner's close button).
+    pub fn dismiss_error(&self) {
+        self.inner.borrow_mut().status.error = None;
+    }
+
+    fn refresh_settings(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        let api = self.api.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Ok(s) = api.get_settings().await {
+                if let Some(c) = weak.upgrade() {
+                    c.inner.borrow_mut().settings = s;
+                }
+            }
+        });
+    }
+
+    fn on_event(self: &Rc<Self>, ev: AppEvent) {
+        match ev {
+            AppEvent::Call { call } => self.on_call(call.as_ref()),
+            AppEvent::RemoteSignal {
+                call_id, signal, ..
+            } => {
+                let session = {
+                    let i = self.inner.borrow();
+                    (i.call_id.as_ref() == Some(&call_id) && !i.ended)
+                        .then(|| i.session.clone())
+                        .flatten()
+                };
+                if let Some(s) = session {
+                    s.remote_signal(signal);
+                }
+            }
+            AppEvent::NativeMedia { event } => super::native::dispatch(event),
+            AppEvent::User { user: None } => self.end(),
+            _ => {}
+        }
+    }
+
+    fn on_call(self: &Rc<Self>, call: Option<&CallView>) {
+        let Some(c) = call else {
+            self.end();
+            return;
+        };
+        let new_call = self.inner.borrow().call_id.as_ref() != Some(&c.call_id);
+        if new_call {
+            self.end();
+            if c.phase == CallPhase::Ended {
+                return;
+            }
+            let mut i = self.inner.borrow_mut();
+            i.call_id = Some(c.call_id.clone());
+            i.ended = false;
+            i.accepted = false;
+            i.muted = false;
+            i.status = Status::default();
+        } else if self.inner.borrow().ended {
+            return;
+        }
+        match (c.direction, c.phase) {
+            (_, CallPhase::Ended) => {
+                self.end();
+                // Settings may have changed during the call.
+                self.refresh_settings();
+                return;
+            }
+            (Direction::Outgoing, CallPhase::Dialing) => {}
+            (Direction::Outgoing, CallPhase::Ringing) => {
+                self.inner.borrow_mut().tones.play(Tone::Ringback);
+                self.ensure_session(c, Role::Caller);
+            }
+            (Direction::Outgoing, _) => {
+                self.inner.borrow_mut().tones.stop();
+                self.ensure_session(c, Role::Caller);
+            }
+            (Direction::Incoming, CallPhase::Incoming) => {
+                self.inner.borrow_mut().tones.play(Tone::Ringtone);
+                self.ensure_session(c, Role::Callee);
+            }
+            (Direction::Incoming, _) => {
+                self.inner.borrow_mut().tones.stop();
+                self.ensure_session(c, Role::Callee);
+                let first = {
+                    let mut i = self.inner.borrow_mut();
+                    let first = !i.accepted;
+                    if first {
+                        i.accepted = true;
+                        i.status.accept_at = Some(precise_now_ms());
+                    }
+                    first
+                };
+                if first {
+                    if let Some(s) = self.session() {
+                        s.accept();
+                    }
+                }
+            }
+        }
+        let changed = {
+            let mut i = self.inner.borrow_mut();
+            let changed = i.muted != c.muted;
+            i.muted = c.muted;
+            changed
+        };
+        if changed {
+            if let Some(s) = self.session() {
+                s.set_muted(c.muted);
+            }
+        }
+    }
+
+    fn ensure_session(self: &Rc<Self>, c: &CallView, role: Role) {
+        if self.inner.borrow().session.is_some() {
+            return;
+        }
+        let Some(engine) = self.engine.clone() else {
+            let mut i = self.inner.borrow_mut();
+            if i.status.error.is_none() {
+                i.status.error = Some(devices::webrtc_unavailable());
+            }
+            return;
+        };
+        let setup = {
+            let i = self.inner.borrow();
+            CallSetup {
+                role,
+                ice_servers: i.settings.ice_servers.clone(),
+                input: i.settings.microphone.clone(),
+                output: i.settings.speaker.clone(),
+                processing: i.processing,
+            }
+        };
+        let weak: Weak<Self> = Rc::downgrade(self);
+        let call_id = c.call_id.clone();
+        let sink: super::EventSink = Rc::new(move |ev| {
+            if let Some(c) = weak.upgrade() {
+                c.on_session_event(&call_id, ev);
+            }
+        });
+        match engine.start(setup, sink) {
+            Ok(s) => {
+                s.set_muted(c.muted);
+                self.inner.borrow_mut().session = Some(s);
+            }
+            Err(e) => self.fail(&c.call_id, e),
+        }
+    }
+
+    fn on_session_event(self: &Rc<Self>, call_id: &CallId, ev: SessionEvent) {
+        if self.inner.borrow().call_id.as_ref() != Some(call_id) {
+            return;
+        }
+        match ev {
+            SessionEvent::Signal(signal) => {
+                self.inner
+                    .borrow_mut()
+                    .outbox
+                    .push_back((call_id.clone(), signal));
+                self.pump();
+            }
+            SessionEvent::Connected => self.inner.borrow_mut().status.connected = true,
+            SessionEvent::FirstAudio(at) => {
+                let mut i = self.inner.borrow_mut();
+                i.status.first_audio_at.get_or_insert(at);
+            }
+            SessionEvent::Failed(e) => self.fail(call_id, e),
+            SessionEvent::Warning(e) => self.inner.borrow_mut().status.error = Some(e),
+        }
+    }
+
+    /// A failure the call cannot survive: show it, release the media, end the call.
+    fn fail(self: &Rc<Self>, call_id: &CallId, e: MediaError) {
+        web_sys::console::warn_1(&JsValue::from_str(&format!("tincan: media failed: {e}")));
+        self.end();
+        self.inner.borrow_mut().status.error = Some(e);
+        let api = self.api.clone();
+        let call_id = call_id.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = api.hang_up(call_id).await;
+        });
+    }
+
+    /// Sends queued signals one after another, so the peer sees them in order.
+    fn pump(self: &Rc<Self>) {
+        if std::mem::replace(&mut self.inner.borrow_mut().sending, true) {
+            return;
+        }
+        let me = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                let next = me.inner.borrow_mut().outbox.pop_front();
+                let Some((call_id, signal)) = next else {
+                    me.inner.borrow_mut().sending = false;
+                    break;
+                };
+                if let Err(e) = me.api.send_signal(call_id, signal).await {
+                    web_sys::console::debug_1(&JsValue::from_str(&format!(
+                        "tincan: signal not sent: {e}"
+                    )));
+                }
+            }
+        });
+    }
+
+    /// Stops tones and media; the microphone is released at once.
+    fn end(&self) {
+        let session = {
+            let mut i = self.inner.borrow_mut();
+            i.tones.stop();
+            i.ended = true;
+            i.outbox.clear();
+            i.session.take()
+        };
+        if let Some(s) = session {
+            s.stop();
+        }
+    }
+
+    fn on_device_change(self: &Rc<Self>) {
+        // Following the default device: a headset that becomes the default is picked up.
+        let follow = self.inner.borrow().settings.microphone.is_none();
+        if let (true, Some(s)) = (follow, self.session()) {
+            let me = self.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(e) = s.switch_input(None).await {
+                    me.inner.borrow_mut().status.error = Some(e);
+                }
+            });
+        }
+    }
+
+    /// Writes `window.__tincan_media`.
+    fn publish(&self) {
+        let session = self.session();
+        let i = self.inner.borrow();
+        let levels = session.as_ref().map(|s| s.levels()).unwrap_or_default();
+        let st = session.as_ref().map(|s| s.stats());
+        let snap = serde_json::json!({
+            "engine": self.engine_name(),
+            "call_id": i.call_id.as_ref().map(|c| c.to_string()),
+            "active": session.is_some(),
+            "ice_state": session.as_ref().map(|s| s.connection_state()),
+            "connected": i.status.connected,
+            "accept_at": i.status.accept_at,
+            "first_audio_at": i.status.first_audio_at,
+            "mic_level": levels.mic,
+            "peer_level": levels.peer,
+            "peer_peak_hz": session.as_ref().and_then(|s| s.peer_peak_hz()),
+            "packets_received": st.map(|s| s.packets_received),
+            "packets_sent": st.map(|s| s.packets_sent),
+            "bytes_received": st.map(|s| s.bytes_received),
+            "rtt_ms": st.and_then(|s| s.rtt_ms),
+            "jitter_ms": st.and_then(|s| s.jitter_ms),
+            "loss_pct": st.and_then(|s| s.loss_pct),
+            "quality": st.map(|s| stats::quality(&s).label()),
+            "tone": i.tones.current().map(|t| format!("{t:?}").to_lowercase()),
+            "muted": i.muted,
+            "error": i.status.error.as_ref().map(|e| format!("{:?}", e.code)),
+        });
+        drop(i);
+        if let (Some(w), Ok(v)) = (web_sys::window(), js_sys::JSON::parse(&snap.to_string())) {
+            let _ = js_sys::Reflect::set(&w, &JsValue::from_str("__tincan_media"), &v);
+        }
+    }
+}
