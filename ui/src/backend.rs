@@ -71,6 +71,21 @@ impl Api {
         decode(self.transport.invoke(name, args).await?)
     }
 
+    /// A command whose arguments travel as `args` (the native media engine's commands).
+    pub async fn invoke_typed<T: DeserializeOwned, A: Serialize>(
+        &self,
+        name: &'static str,
+        args: Option<&A>,
+    ) -> Result<T, IpcError> {
+        let payload = match args {
+            Some(a) => serde_json::json!({ "args": encode(a)? }),
+            None => serde_json::json!({}),
+        };
+        let value = self.transport.invoke(name, payload).await?;
+        // Commands returning `()` answer `null`.
+        decode(value)
+    }
+
     pub async fn subscribe(&self, on_event: Rc<dyn Fn(AppEvent)>) -> Result<(), IpcError> {
         self.transport.subscribe(on_event).await
     }
