@@ -17,6 +17,10 @@ cd "$ROOT"
 WHAT="${1:-all}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+XVFB_PID=""
+cleanup() { if [ -n "$XVFB_PID" ]; then kill "$XVFB_PID" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
 need() {
@@ -60,8 +64,11 @@ keyring() {
 e2e() {
   need Xvfb dbus-run-session gnome-keyring-daemon trunk wasm-bindgen tauri-driver WebKitWebDriver python3
   step "build: UI (trunk), app (production: custom-protocol), tincan-server"
-  (cd ui && trunk build)
-  cargo build -p tincan --features custom-protocol
+  # The UI goes to its own dist folder (other trunk runs in ui/ must not race with this one), and the
+  # production binary embeds it from there (TAURI_CONFIG is merged into tauri.conf.json at build time).
+  (cd ui && trunk build --dist "$ROOT/target/e2e/dist")
+  TAURI_CONFIG='{"build":{"frontendDist":"target/e2e/dist"}}' \
+    cargo build -p tincan --features custom-protocol
   # Copy it at once: any later plain `cargo build` in this workspace overwrites target/debug/tincan with a
   # dev binary that loads the dev server URL.
   mkdir -p target/e2e
@@ -78,8 +85,7 @@ e2e() {
   mkdir -p test-artifacts/screenshots
   local display=":$((90 + RANDOM % 100))"
   Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
-  local xvfb=$!
-  trap 'kill "$xvfb" 2>/dev/null || true' RETURN
+  XVFB_PID=$!
   sleep 1
   (
     sandbox
@@ -89,11 +95,12 @@ e2e() {
     dbus-run-session -- bash -c '
       set -euo pipefail
       echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-      timeout 300 target/e2e-venv/bin/python tests/e2e_desktop.py'
-    status=$?
+      timeout 300 target/e2e-venv/bin/python tests/e2e_desktop.py' && status=0 || status=$?
     rm -rf "$SANDBOX"
     exit $status
   )
+  cleanup
+  XVFB_PID=""
   ls test-artifacts/screenshots
 }
 

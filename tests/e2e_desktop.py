@@ -140,15 +140,63 @@ class App:
         log(f"screenshot {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
+def seed_settings(profile):
+    """Settings for a machine with no sound hardware: the native engine's test tone as microphone and
+    its measuring sink as speaker (written where tauri-plugin-store keeps the profile's settings)."""
+    data = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    path = data / "dev.tincan.app" / "profiles" / profile / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current["settings"] = {"microphone": "tone:440", "speaker": "measure"}
+    path.write_text(json.dumps(current))
+
+
+def launch(args, env, log_name):
+    """Starts tauri-driver (which starts the app with `args`) and opens a WebDriver session."""
+    dport, nport = free_port(), free_port()
+    drv = subprocess.Popen(
+        ["tauri-driver", "--port", str(dport), "--native-port", str(nport),
+         "--native-driver", "/usr/bin/WebKitWebDriver"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / log_name, "w"))
+    wait_port(dport)
+    opts = ArgOptions()
+    opts.set_capability("browserName", "wry")
+    opts.set_capability("tauri:options", {"application": str(APP), "args": args})
+    driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{dport}", options=opts)
+    return driver, drv
+
+
+def stop(driver, procs):
+    if driver is not None:
+        try:
+            driver.quit()
+        except WebDriverException:
+            pass
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def main():
     for p in (APP, SERVER):
         if not p.exists():
             sys.exit(f"missing {p}: build it first (scripts/test-desktop.sh does)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
     audit = Path(os.environ.get("TINCAN_IPC_AUDIT", "/tmp/tincan-e2e-audit.jsonl"))
     audit.unlink(missing_ok=True)
+    remote_server_flow(audit)
+    check_audit(audit, KEY)
+    embedded_two_windows()
+    log("PASS")
+
+
+def remote_server_flow(audit):
+    """A shared tincan-server, SDKAppID + secret key sign-in, calls both ways."""
     procs = []
     driver = None
-    SHOTS.mkdir(parents=True, exist_ok=True)
     try:
         port = free_port()
         url = f"ws://127.0.0.1:{port}/ws"
@@ -158,24 +206,12 @@ def main():
             env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / "server.log", "w")))
         wait_port(port)
         log(f"tincan-server on {url}")
-
-        dport, nport = free_port(), free_port()
         app_env = dict(os.environ, TINCAN_IPC_AUDIT=str(audit),
                        TINCAN_EMBEDDED_PORT=str(free_port()))
         app_env.pop("TINCAN_SECRET_KEY", None)
-        procs.append(subprocess.Popen(
-            ["tauri-driver", "--port", str(dport), "--native-port", str(nport),
-             "--native-driver", "/usr/bin/WebKitWebDriver"],
-            env=app_env, stdout=subprocess.DEVNULL,
-            stderr=open(SHOTS.parent / "app.log", "w")))
-        wait_port(dport)
-        opts = ArgOptions()
-        opts.set_capability("browserName", "wry")
-        opts.set_capability("tauri:options", {
-            "application": str(APP),
-            "args": ["--server", url, "--profile", "e2e"],
-        })
-        driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{dport}", options=opts)
+        seed_settings("e2e")
+        driver, drv = launch(["--server", url, "--profile", "e2e"], app_env, "app.log")
+        procs.append(drv)
         app = App(driver)
 
         # Sign in with SDKAppID + secret key.
@@ -259,29 +295,83 @@ def main():
         app.shot("10-signed-out")
         log("signed out")
     finally:
-        if driver is not None:
-            try:
-                driver.quit()
-            except WebDriverException:
-                pass
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(driver, procs)
 
-    # Nothing the webview received holds the secret key or a UserSig.
+
+def check_audit(audit, secret):
+    """Nothing the webview received holds the secret key or a UserSig."""
     text = audit.read_text() if audit.exists() else ""
-    lines = [l for l in text.splitlines() if l.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]
     assert len(lines) > 10, f"the IPC audit log is nearly empty ({len(lines)} lines)"
-    whats = {json.loads(l)["what"] for l in lines}
+    whats = {json.loads(line)["what"] for line in lines}
     for needed in ("sign_in", "get_state", "start_call", "event"):
         assert needed in whats, f"no {needed} in the audit log: {whats}"
-    assert KEY not in text, "the secret key reached the webview"
+    assert secret not in text, "the secret key reached the webview"
     assert not re.search(r"eJ[A-Za-z0-9*_-]{40,}", text), "a UserSig reached the webview"
     log(f"audit: {len(lines)} command results and events, none with a secret")
-    log("PASS")
+
+
+def embedded_two_windows():
+    """The default: no server configured. Two windows (profiles) on one desktop call each other
+    through the local server the first one hosts; when it quits, the other takes over."""
+    port = free_port()
+    env = dict(os.environ, TINCAN_EMBEDDED_PORT=str(port))
+    env.pop("TINCAN_IPC_AUDIT", None)
+    env.pop("TINCAN_SERVER", None)
+    a_driver = b_driver = None
+    procs = []
+    try:
+        seed_settings("alice")
+        seed_settings("bob")
+        a_driver, a_drv = launch(["--profile", "alice"], env, "app-alice.log")
+        procs.append(a_drv)
+        a = App(a_driver)
+        a.find("#sign-in-view")
+        a.wait_text("#sign-in-view", "built-in local server")
+        a.find("#user-id").send_keys("alice")
+        a.find("#sign-in").click()  # the default mode: the local server, no credentials to type
+        a.find("#home-view")
+        a.wait_text("#connection", "Online")
+        wait_port(port)
+        log(f"window A (alice) hosts the local server on port {port}")
+
+        b_driver, b_drv = launch(["--profile", "bob"], env, "app-bob.log")
+        procs.append(b_drv)
+        b = App(b_driver)
+        b.find("#user-id").send_keys("bob")
+        b.find("#sign-in").click()
+        b.find("#home-view")
+        b.wait_text("#connection", "Online")
+        log("window B (bob) signed in to it")
+
+        b.find("#callee").send_keys("alice", Keys.ENTER)
+        b.wait_text("#call-status", "Ringing")
+        a.find("#incoming-view")
+        a.wait_text("#peer", "bob")
+        a.shot("11-embedded-incoming")
+        a.find("body").send_keys(Keys.ESCAPE)  # Esc declines
+        b.wait_text("#call-status", "Declined")
+        b.shot("12-embedded-declined")
+        log("B called A through the local server; A declined with Esc; B saw it")
+
+        # A quits: B takes over hosting and comes back online.
+        a_driver.quit()
+        a_driver = None
+        b.wait_text("#connection", "Offline", timeout=10)
+        b.shot("13-embedded-reconnecting")
+        b.wait_text("#connection", "Online", timeout=30)
+        wait_port(port)
+        b.find("#dismiss").click()
+        b.find("#home-view")
+        b.shot("14-embedded-took-over")
+        log("A quit; B took over the local server and is online again")
+    finally:
+        if a_driver is not None:
+            try:
+                a_driver.quit()
+            except WebDriverException:
+                pass
+        stop(b_driver, procs)
 
 
 if __name__ == "__main__":
