@@ -314,6 +314,9 @@ pub fn run(options: Options) {
             };
             // Held for the life of the process.
             app.manage(ProfileLock(lock));
+            if let Some(w) = app.get_webview_window("main") {
+                crate::webview::enable_media(&w);
+            }
             if profile != "default" {
                 if let Some(w) = app.get_webview_window("main") {
                     let _ = w.set_title(&format!("tincan — {profile}"));
