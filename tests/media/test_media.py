@@ -109,19 +109,22 @@ def server(workdir):
 
 
 def chromium(workdir, name, freq):
-    wav = os.path.join(workdir, f"{name}.wav")
-    write_tone(wav, freq)
+    """Headless Chromium whose fake microphone plays `freq` Hz; `freq=None`: no microphone at all."""
     profile = os.path.join(workdir, f"profile-{name}")
     os.makedirs(profile, exist_ok=True)
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
-    for flag in [
+    flags = [
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
         "--autoplay-policy=no-user-gesture-required",
-    ]:
+    ]
+    if freq is not None:
+        wav = os.path.join(workdir, f"{name}.wav")
+        write_tone(wav, freq)
+        flags += ["--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
+    for flag in flags:
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
@@ -351,3 +354,40 @@ def test_ring_timeout(browsers):
     wait_screen(b, "callended", 5)
     wait_for("tones stop on timeout", lambda: media(b)["tone"] is None and media(a)["tone"] is None, 0.5)
     back_home(a, b)
+
+
+def test_pasted_usersig_and_no_microphone(browsers, server, workdir):
+    """A browser signs in with a pasted UserSig (a bad one first), then calls with no microphone."""
+    a, b = browsers
+    c = chromium(workdir, "carol", None)
+    try:
+        c.get(server + "/")
+        wait_screen(c, "signin", 20)
+        with urllib.request.urlopen(f"{server}/dev/usersig?user=carol", timeout=5) as r:
+            sig = json.load(r)
+
+        def submit(user_sig):
+            el(c, "#user-id").clear()
+            el(c, "#user-id").send_keys("carol")
+            el(c, "#sdk-app-id").clear()
+            el(c, "#sdk-app-id").send_keys(str(sig["sdk_app_id"]))
+            el(c, "#user-sig").clear()
+            el(c, "#user-sig").send_keys(user_sig)
+            click(c, "#sign-in")
+
+        submit(sig["user_sig"][:-8] + "AAAAAAA_")
+        wait_for("refused sign-in", lambda: el(c, "#error").get_attribute("data-code") == "UserSigInvalid", 10)
+        submit(sig["user_sig"])
+        wait_for("carol online", lambda: el(c, "#me").text == "carol", 10)
+
+        dial(c, "bob")
+        wait_for("no-microphone error", lambda: el(c, "#media-error").get_attribute("data-code") == "NoMicrophone", 10)
+        log(f"no microphone: '{el(c, '#media-error').text}'")
+        wait_screen(c, "callended")
+        assert el(c, "#call-status").text == "Cancelled"
+        wait_for("ringback stopped", lambda: media(c)["tone"] is None and not media(c)["active"], 0.5)
+        if screen(b) in ("incoming", "callended"):
+            wait_screen(b, "callended")
+        back_home(b)
+    finally:
+        c.quit()
