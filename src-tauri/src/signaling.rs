@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tincan_ipc::{AppEvent, CallPhase, CallView, ConnectionState, Direction, ErrorCode, IpcError};
+use tincan_ipc::{AppEvent, CallPhase, CallView, ConnectionState, ErrorCode, IpcError};
 use tincan_proto::{
     CallId, CallType, ClientMessage, CloseReason, MediaSignal, ServerMessage, UserId,
 };
@@ -596,9 +596,7 @@ impl Task {
     async fn on_command(&mut self, ws: &mut Ws, cmd: Command) -> Option<SessionEnd> {
         let current = self.call();
         let live = call_view::is_live(&current);
-        let no_call = || IpcError::new(ErrorCode::NoCall, "There is no such call any more.");
-        let (frame, reply, update): (Option<ClientMessage>, ReplyAny, Option<CallView>) = match cmd
-        {
+        let (step, reply): (Result<call_view::Step, IpcError>, ReplyAny) = match cmd {
             Command::Logout { reply } => {
                 let _ = ws.send(Message::text(ClientMessage::Logout.encode())).await;
                 let _ = ws.close(None).await;
@@ -656,114 +654,32 @@ impl Task {
                 let _ = reply.send(Ok(view));
                 return None;
             }
-            Command::Accept { call_id, reply } => match current {
-                Some(mut c)
-                    if c.call_id == call_id
-                        && c.direction == Direction::Incoming
-                        && c.phase == CallPhase::Incoming =>
-                {
-                    c.phase = CallPhase::Answering;
-                    (Some(ClientMessage::Accept { call_id }), reply, Some(c))
-                }
-                Some(c) if c.call_id == call_id && c.phase != CallPhase::Ended => {
-                    let _ = reply.send(Err(IpcError::new(
-                        ErrorCode::InvalidState,
-                        "Only a ringing incoming call can be accepted.",
-                    )));
-                    return None;
-                }
-                _ => {
-                    let _ = reply.send(Err(no_call()));
-                    return None;
-                }
-            },
-            Command::Reject { call_id, reply } => match current {
-                Some(mut c)
-                    if c.call_id == call_id
-                        && c.direction == Direction::Incoming
-                        && c.phase == CallPhase::Incoming =>
-                {
-                    call_view::end(
-                        &mut c,
-                        Some(tincan_proto::EndReason::Rejected),
-                        "You declined the call.".into(),
-                    );
-                    (
-                        Some(ClientMessage::Reject {
-                            call_id,
-                            busy: false,
-                        }),
-                        reply,
-                        Some(c),
-                    )
-                }
-                _ => {
-                    let _ = reply.send(Err(no_call()));
-                    return None;
-                }
-            },
-            Command::Hangup { call_id, reply } => match current {
-                Some(mut c) if c.call_id == call_id && c.phase != CallPhase::Ended => {
-                    let (frame, reason, words) = match (c.direction, c.phase) {
-                        (Direction::Outgoing, CallPhase::Dialing | CallPhase::Ringing) => (
-                            ClientMessage::Cancel { call_id },
-                            tincan_proto::EndReason::Cancelled,
-                            "You cancelled the call.",
-                        ),
-                        (Direction::Incoming, CallPhase::Incoming) => (
-                            ClientMessage::Reject {
-                                call_id,
-                                busy: false,
-                            },
-                            tincan_proto::EndReason::Rejected,
-                            "You declined the call.",
-                        ),
-                        _ => (
-                            ClientMessage::Hangup { call_id },
-                            tincan_proto::EndReason::Hangup,
-                            "You hung up.",
-                        ),
-                    };
-                    call_view::end(&mut c, Some(reason), words.into());
-                    (Some(frame), reply, Some(c))
-                }
-                // Hanging up an ended call is a no-op, as on the server.
-                Some(c) if c.call_id == call_id => {
-                    let _ = reply.send(Ok(()));
-                    return None;
-                }
-                _ => {
-                    let _ = reply.send(Err(no_call()));
-                    return None;
-                }
-            },
-            Command::SetMuted { muted, reply } => match current {
-                Some(mut c) if c.phase != CallPhase::Ended => {
-                    c.muted = muted;
-                    let frame = (c.phase == CallPhase::Connected).then(|| ClientMessage::Signal {
-                        call_id: c.call_id.clone(),
-                        signal: MediaSignal::Mute { muted },
-                    });
-                    (frame, reply, Some(c))
-                }
-                _ => {
-                    let _ = reply.send(Err(no_call()));
-                    return None;
-                }
-            },
+            // The rules for what each command may do and sends are shared with the browser client.
+            Command::Accept { call_id, reply } => {
+                (call_view::accept(current.as_ref(), call_id), reply)
+            }
+            Command::Reject { call_id, reply } => {
+                (call_view::reject(current.as_ref(), call_id), reply)
+            }
+            Command::Hangup { call_id, reply } => (
+                call_view::hang_up(current.as_ref(), call_id, now_ms()),
+                reply,
+            ),
+            Command::SetMuted { muted, reply } => {
+                (call_view::set_muted(current.as_ref(), muted), reply)
+            }
             Command::Signal {
                 call_id,
                 signal,
                 reply,
-            } => match current {
-                Some(c) if c.call_id == call_id && c.phase != CallPhase::Ended => {
-                    (Some(ClientMessage::Signal { call_id, signal }), reply, None)
-                }
-                _ => {
-                    let _ = reply.send(Err(no_call()));
-                    return None;
-                }
-            },
+            } => (call_view::signal(current.as_ref(), call_id, signal), reply),
+        };
+        let call_view::Step { frame, update } = match step {
+            Ok(step) => step,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return None;
+            }
         };
         if let Some(frame) = frame {
             if let Err(e) = ws.send(Message::text(frame.encode())).await {
@@ -815,35 +731,8 @@ pub fn backoff(t: &Timing, attempt: u32) -> Duration {
     base.mul_f64(1.0 + jitter).min(t.backoff_max)
 }
 
-/// The user-facing error for a refused login.
-pub fn login_error(code: tincan_proto::ErrorCode, message: &str) -> IpcError {
-    use tincan_proto::ErrorCode as E;
-    match code {
-        E::UserSigExpired => IpcError::new(
-            ErrorCode::UserSigExpired,
-            "Your sign-in has expired. Get a new UserSig and sign in again.",
-        ),
-        E::UserSigInvalid | E::UserSigMismatch => IpcError::new(
-            ErrorCode::UserSigInvalid,
-            format!(
-                "The server did not accept your credentials ({message}). Check the user ID, the \
-                 SDKAppID and the secret key or UserSig."
-            ),
-        ),
-        E::UnsupportedVersion => IpcError::new(
-            ErrorCode::ServerRefused,
-            "The server speaks another protocol version; update tincan or the server.",
-        ),
-        E::TooManyDevices => IpcError::new(
-            ErrorCode::ServerRefused,
-            "You are signed in on too many devices. Sign out somewhere else first.",
-        ),
-        _ => IpcError::new(
-            ErrorCode::ServerRefused,
-            format!("The server refused the sign-in: {message}"),
-        ),
-    }
-}
+/// The user-facing error for a refused login (shared with the browser client).
+pub use tincan_ipc::session::login_error;
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,11 @@ fn origin_of(uri: &str) -> String {
     if authority.contains('@') {
         return String::new();
     }
-    format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
+    format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    )
 }
 
 /// Switches on media in `window`'s webview (Linux); a no-op elsewhere.
