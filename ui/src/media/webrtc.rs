@@ -365,14 +365,26 @@ impl WebRtcSession {
         }
     }
 
+    fn ice_up(s: &Rc<RefCell<State>>) -> bool {
+        use web_sys::RtcIceConnectionState as I;
+        matches!(
+            s.borrow().pc.ice_connection_state(),
+            I::Connected | I::Completed
+        )
+    }
+
     /// Ends the call unless media (re)connects within [`GIVE_UP_AFTER_MS`].
     fn arm_give_up(s: &Rc<RefCell<State>>) {
-        if s.borrow().give_up_timer.is_some() {
+        if s.borrow().give_up_timer.is_some() || Self::ice_up(s) {
             return;
         }
         let weak = Rc::downgrade(s);
         let t = Timeout::new(GIVE_UP_AFTER_MS, move || {
             let Some(s) = weak.upgrade() else { return };
+            s.borrow_mut().give_up_timer = None;
+            if Self::ice_up(&s) {
+                return;
+            }
             let ever = s.borrow().ever_connected;
             let e = if ever {
                 MediaError::new(
@@ -609,6 +621,7 @@ impl WebRtcSession {
             .map_err(|e| negotiation("setLocalDescription", &e))?;
         s.borrow_mut().answered = true;
         Self::emit(s, SessionEvent::Signal(MediaSignal::Answer { sdp }));
+        Self::arm_give_up(s);
         Ok(())
     }
 
