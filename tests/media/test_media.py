@@ -391,3 +391,71 @@ def test_pasted_usersig_and_no_microphone(browsers, server, workdir):
         back_home(b)
     finally:
         c.quit()
+
+
+def chromium_pids(profile_marker):
+    """The Chromium processes of one test browser: the one started with our profile, and its children."""
+    procs = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        procs[int(pid)] = (ppid, cmd)
+    roots = {p for p, (_, cmd) in procs.items() if profile_marker in cmd and "--type=" not in cmd}
+    found = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for p, (ppid, _) in procs.items():
+            if ppid in found and p not in found:
+                found.add(p)
+                changed = True
+    return sorted(found)
+
+
+def freeze(pids, on):
+    import signal
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGSTOP if on else signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def test_ice_restart_then_connection_lost(browsers, workdir):
+    """B's browser is frozen (SIGSTOP): A's ICE goes disconnected, A restarts ICE and recovers when B
+    comes back; frozen for longer than 30 s, A ends the call with "Connection lost"."""
+    a, b = browsers
+    connect_call(a, b, "call 3")
+    pids = chromium_pids(os.path.join(workdir, "profile-bob"))
+    assert pids, "bob's Chromium processes"
+    freeze(pids, True)
+    try:
+        wait_for("A sees the connection drop", lambda: media(a)["ice_state"] in ("disconnected", "failed"), 20)
+        wait_for("A restarts ICE", lambda: (media(a)["ice_restarts"] or 0) >= 1, 10)
+    finally:
+        freeze(pids, False)
+    wait_for("A reconnected", lambda: media(a)["ice_state"] in ("connected", "completed"), 15)
+    wait_for("A hears B again", lambda: peer_level(a, 3) > 0.01, 10)
+    assert screen(a) == "incall" and screen(b) == "incall"
+    log(f"ICE restart: recovered after {media(a)['ice_restarts']} restart(s)")
+
+    freeze(pids, True)
+    try:
+        t0 = time.time()
+        wait_screen(a, "callended", 60)
+        log(f"A gave up after {time.time() - t0:.0f} s without media")
+        assert el(a, "#call-status").text == "Connection lost"
+        wait_for("connection-lost banner",
+                 lambda: el(a, "#media-error").get_attribute("data-code") == "ConnectionLost", 3)
+        log(f"A: '{el(a, '#call-message').text}'")
+    finally:
+        freeze(pids, False)
+    wait_screen(b, "callended", 20)
+    back_home(a, b)

@@ -441,12 +441,14 @@ pub fn CallEnded() -> Html {
     };
     let info = call.ended.clone();
     let reason = info.as_ref().and_then(|i| i.reason);
+    // A call the media engine had to end (connection lost, peer unreachable) says so.
+    let media_end = crate::media::view::media_end();
     html! {
         <section class="card call ended" id="ended-view">
             <p class="muted">{ match call.direction { Direction::Outgoing => "Call to", Direction::Incoming => "Call from" } }</p>
             <h1 class="peer" id="peer">{ call.peer.to_string() }</h1>
-            <p id="call-status" class="status">{ ended_title(reason) }</p>
-            <p class="muted" id="call-message">{ info.map(|i| i.message).unwrap_or_default() }</p>
+            <p id="call-status" class="status">{ media_end.as_ref().map(|m| m.0).unwrap_or(ended_title(reason)) }</p>
+            <p class="muted" id="call-message">{ media_end.map(|m| m.1).or(info.map(|i| i.message)).unwrap_or_default() }</p>
             <div class="row actions">
                 <button id="dismiss" class="primary" onclick={back} autofocus=true>{"Back"}</button>
             </div>

@@ -451,6 +451,7 @@ impl Controller {
             "call_id": i.call_id.as_ref().map(|c| c.to_string()),
             "active": session.is_some(),
             "ice_state": session.as_ref().map(|s| s.connection_state()),
+            "ice_restarts": session.as_ref().map(|s| s.ice_restarts()),
             "connected": i.status.connected,
             "accept_at": i.status.accept_at,
             "first_audio_at": i.status.first_audio_at,

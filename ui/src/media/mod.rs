@@ -199,6 +199,10 @@ pub trait MediaSession {
     fn peer_peak_hz(&self) -> Option<f64>;
     /// ICE connection state, as the engine names it.
     fn connection_state(&self) -> String;
+    /// ICE restarts this session made (diagnostics and tests).
+    fn ice_restarts(&self) -> u32 {
+        0
+    }
     /// Ends the media: closes the connection and releases the microphone at once.
     fn stop(&self);
 }

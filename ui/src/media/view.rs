@@ -3,7 +3,7 @@
 //! [`controller`](super::controller) a few times a second.
 
 use super::controller::{self, Status};
-use super::{stats, AudioDevice, AudioProcessing};
+use super::{stats, AudioDevice, AudioProcessing, MediaErrorCode};
 use gloo_timers::callback::Interval;
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
@@ -49,6 +49,17 @@ pub fn MediaBanner() -> Html {
             }
         </>
     }
+}
+
+/// Title and words for a call the media engine ended, if it did.
+pub fn media_end() -> Option<(&'static str, String)> {
+    let e = controller::get()?.status().error?;
+    let title = match e.code {
+        MediaErrorCode::ConnectionLost => "Connection lost",
+        MediaErrorCode::PeerUnreachable => "Peer unreachable",
+        _ => return None,
+    };
+    Some((title, e.message))
 }
 
 /// Which engine carries the audio, for the header or settings.

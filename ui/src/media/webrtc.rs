@@ -91,6 +91,7 @@ struct State {
     mic_analyser: Option<AnalyserNode>,
     peer_analyser: Option<AnalyserNode>,
     ever_connected: bool,
+    restarts: u32,
     restart_timer: Option<Timeout>,
     give_up_timer: Option<Timeout>,
     stats: CallStats,
@@ -203,6 +204,7 @@ impl WebRtcSession {
             mic_analyser: None,
             peer_analyser: None,
             ever_connected: false,
+            restarts: 0,
             restart_timer: None,
             give_up_timer: None,
             stats: CallStats::default(),
@@ -603,6 +605,9 @@ impl WebRtcSession {
             s,
             SessionEvent::Signal(MediaSignal::Offer { sdp, ice_restart }),
         );
+        if ice_restart {
+            s.borrow_mut().restarts += 1;
+        }
         Ok(())
     }
 
@@ -813,6 +818,10 @@ impl MediaSession for WebRtcSession {
             return None;
         }
         Some(i as f64 * f64::from(ctx.sample_rate()) / f64::from(a.fft_size()))
+    }
+
+    fn ice_restarts(&self) -> u32 {
+        self.s.borrow().restarts
     }
 
     fn connection_state(&self) -> String {
