@@ -533,6 +533,10 @@ pub fn SettingsView() -> Html {
             ctx.run(
                 async move { api.save_settings(settings).await },
                 move |st| {
+                    // The media engine uses the new devices and ICE servers from the next call on.
+                    if let Some(media) = crate::media::controller::get() {
+                        media.set_settings(saved.clone());
+                    }
                     d.dispatch(Action::Settings(saved));
                     d.dispatch(Action::Notice(
                         "Settings saved. A new server address applies at the next sign-in.".into(),

@@ -144,6 +144,11 @@ pub fn install(api: &Api) -> Rc<Controller> {
 }
 
 impl Controller {
+    /// Settings just saved (devices, ICE servers): used from the next session on.
+    pub fn set_settings(&self, settings: Settings) {
+        self.inner.borrow_mut().settings = settings;
+    }
+
     /// The call whose media this controller carries, if any.
     pub fn call_id(&self) -> Option<CallId> {
         self.inner.borrow().call_id.clone()

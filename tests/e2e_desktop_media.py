@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""The full desktop app carries a call's audio to a browser, with its native media engine.
+
+Debian's WebKitGTK has no RTCPeerConnection, so the app's UI picks the native engine (GStreamer
+webrtcbin in the backend). This drives the production app under Xvfb through tauri-driver +
+WebKitWebDriver, and a headless Chromium running the browser client (served by the same real
+tincan-server on loopback):
+
+1. the app signs in (SDKAppID + secret key), and its settings choose the test-tone microphone
+   (660 Hz) and the measuring output: configuration, not a test-only code path;
+2. the app calls bob, who is signed in from Chromium (fake microphone: 1000 Hz); Chromium accepts;
+3. audio crosses both ways: Chromium hears 660 Hz, the app's engine hears 1000 Hz;
+4. the app hangs up; both sides show the call ended with its duration; the app's history lists it.
+
+Run through scripts/test-desktop.sh (display, session bus, keyring, builds).
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "media"))
+
+from e2e_desktop import (APP, KEY, ROOT, SDK, SERVER, SHOTS, App, free_port, launch,  # noqa: E402
+                         log, stop, wait_port)
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+import test_media as web  # noqa: E402
+
+UI_DIST = Path(os.environ.get("TINCAN_UI_DIST", ROOT / "ui" / "dist"))
+APP_TONE, BROWSER_TONE = 660.0, 1000.0
+TOLERANCE = 0.05
+
+
+def app_media(app):
+    return app.d.execute_script("return window.__tincan_media || null;")
+
+
+def app_peak(app, samples=8):
+    vals = []
+    for _ in range(samples):
+        m = app_media(app) or {}
+        if m.get("peer_peak_hz"):
+            vals.append(m["peer_peak_hz"])
+        time.sleep(0.15)
+    return statistics.median(vals) if vals else None
+
+
+def main():
+    for p in (APP, SERVER, UI_DIST / "index.html"):
+        if not Path(p).exists():
+            sys.exit(f"missing {p}: build it first (scripts/test-desktop.sh does)")
+    procs, driver, browser = [], None, None
+    work = tempfile.mkdtemp(prefix="tincan-desktop-media-")
+    try:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        url = f"ws://127.0.0.1:{port}/ws"
+        env = dict(os.environ, TINCAN_SECRET_KEY=KEY)
+        procs.append(subprocess.Popen(
+            [str(SERVER), "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDK),
+             "--ui-dir", str(UI_DIST), "--dev-issue-sigs"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / "media-server.log", "w")))
+        wait_port(port)
+
+        # bob, in a browser.
+        browser = web.chromium(work, "bob-desktop", BROWSER_TONE)
+        browser.get(base + "/")
+        web.sign_in(browser, "bob")
+        log("bob signed in from Chromium")
+
+        # alice, in the desktop app.
+        app_env = dict(os.environ, TINCAN_EMBEDDED_PORT=str(free_port()))
+        app_env.pop("TINCAN_SECRET_KEY", None)
+        driver, drv = launch(["--server", url, "--profile", "media"], app_env, "app-media.log")
+        procs.append(drv)
+        app = App(driver)
+        app.find("#sign-in-view")
+        Select(app.find("#mode")).select_by_value("secret_key")
+        app.find("#user-id").send_keys("alice")
+        app.find("#sdk-app-id").clear()
+        app.find("#sdk-app-id").send_keys(str(SDK))
+        app.find("#secret-key").send_keys(KEY)
+        app.find("#sign-in").click()
+        app.find("#home-view")
+        app.wait_text("#connection", "Online")
+        snap = app_media(app) or {}
+        log(f"desktop media engine: {snap.get('engine')}")
+        assert "native" in (snap.get("engine") or ""), f"the app should use the native engine here: {snap}"
+
+        # Settings: the test tone as microphone, the measuring output as speaker.
+        app.find("#open-settings").click()
+        app.find("#settings-view")
+        for field, value in (("#microphone", f"tone:{int(APP_TONE)}"), ("#speaker", "measure")):
+            el = app.find(field)
+            el.clear()
+            el.send_keys(value)
+        app.find("#save-settings").click()
+        time.sleep(0.5)
+        if app.d.find_elements("css selector", "#settings-view"):
+            app.find("#back").click()
+        app.find("#home-view")
+
+        # Call bob; the browser accepts.
+        callee = app.find("#callee")
+        callee.send_keys("bob")
+        callee.send_keys(Keys.ENTER)
+        app.find("#outgoing-view")
+        web.wait_screen(browser, "incoming")
+        time.sleep(0.3)
+        web.click(browser, "#accept")
+        app.find("#in-call-view")
+        web.wait_screen(browser, "incall")
+
+        mb = web.wait_for("Chromium hears the app",
+                          lambda: web.media(browser)["first_audio_at"] and web.media(browser), 10)
+        ma = web.wait_for("the app hears Chromium",
+                          lambda: (app_media(app) or {}).get("first_audio_at") and app_media(app), 10)
+        accept_at = mb["accept_at"]
+        log(f"desktop(native)->Chromium: accept -> first audio: Chromium {mb['first_audio_at'] - accept_at:.0f} ms")
+        time.sleep(1.0)
+        hz_browser = web.peak(browser)
+        hz_app = app_peak(app)
+        log(f"Chromium hears {hz_browser} Hz (app sends {APP_TONE}); the app hears {hz_app} Hz (Chromium sends {BROWSER_TONE})")
+        assert hz_browser and abs(hz_browser - APP_TONE) < APP_TONE * TOLERANCE, "Chromium must hear the app's tone"
+        assert hz_app and abs(hz_app - BROWSER_TONE) < BROWSER_TONE * TOLERANCE, "the app must hear Chromium's tone"
+        assert ma.get("packets_received") is not None
+        app.shot("11-in-call-native-engine")
+
+        # Hang up from the app: both sides show the end with the duration; history lists it.
+        time.sleep(1.0)
+        app.find("#hang-up").click()
+        app.find("#ended-view")
+        app.wait_text("#call-status", "Call ended")
+        web.wait_screen(browser, "callended")
+        web.wait_for("duration on Chromium",
+                     lambda: "The call lasted" in web.el(browser, "#call-message").text, 5)
+        app.wait_text("#call-message", "lasted")
+        app.shot("12-ended-native-engine")
+        app.find("#dismiss").click()
+        app.wait_text("#history", "answered")
+        log("history lists the answered call")
+        log("PASS desktop native engine <-> Chromium")
+    finally:
+        if browser is not None:
+            browser.quit()
+        stop(driver, procs)
+
+
+if __name__ == "__main__":
+    main()
