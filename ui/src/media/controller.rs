@@ -105,7 +105,11 @@ pub fn install(api: &Api) -> Rc<Controller> {
     CONTROLLER.with(|slot| *slot.borrow_mut() = Some(c.clone()));
     web_sys::console::info_1(&JsValue::from_str(&format!(
         "tincan: RTCPeerConnection {}; audio engine: {}",
-        if devices::webrtc_available() { "present" } else { "missing" },
+        if devices::webrtc_available() {
+            "present"
+        } else {
+            "missing"
+        },
         c.engine_name().unwrap_or("none")
     )));
     let weak = Rc::downgrade(&c);
