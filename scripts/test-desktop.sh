@@ -62,7 +62,7 @@ keyring() {
 }
 
 e2e() {
-  need Xvfb dbus-run-session gnome-keyring-daemon trunk wasm-bindgen tauri-driver WebKitWebDriver python3
+  need Xvfb dbus-run-session gnome-keyring-daemon trunk wasm-bindgen tauri-driver WebKitWebDriver python3 chromium chromedriver
   step "build: UI (trunk), app (production: custom-protocol), tincan-server"
   # The UI goes to its own dist folder (other trunk runs in ui/ must not race with this one), and the
   # production binary embeds it from there (TAURI_CONFIG is merged into tauri.conf.json at build time).
@@ -75,10 +75,10 @@ e2e() {
   cp target/debug/tincan target/e2e/tincan
   cargo build -p tincan-server
   cp target/debug/tincan-server target/e2e/tincan-server
-  if [ ! -x target/e2e-venv/bin/python ] || ! target/e2e-venv/bin/python -c 'import selenium' 2>/dev/null; then
+  if [ ! -x target/e2e-venv/bin/python ] || ! target/e2e-venv/bin/python -c 'import selenium, pytest' 2>/dev/null; then
     step "python venv with selenium (target/e2e-venv)"
     python3 -m venv target/e2e-venv
-    target/e2e-venv/bin/pip install --quiet 'selenium>=4.20,<5'
+    target/e2e-venv/bin/pip install --quiet 'selenium>=4.20,<5' pytest
   fi
   step "end to end under Xvfb"
   rm -rf test-artifacts/screenshots
@@ -91,11 +91,13 @@ e2e() {
     sandbox
     # (WEBKIT_DISABLE_COMPOSITING_MODE=1 makes WebKitWebDriver screenshots hang: leave it unset.)
     export DISPLAY="$display" TINCAN_IPC_AUDIT="$ROOT/test-artifacts/ipc-audit.jsonl" \
-           TINCAN_APP="$ROOT/target/e2e/tincan" TINCAN_SERVER_BIN="$ROOT/target/e2e/tincan-server"
+           TINCAN_APP="$ROOT/target/e2e/tincan" TINCAN_SERVER_BIN="$ROOT/target/e2e/tincan-server" \
+           TINCAN_UI_DIST="$ROOT/target/e2e/dist"
     dbus-run-session -- bash -c '
       set -euo pipefail
       echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-      timeout 300 target/e2e-venv/bin/python tests/e2e_desktop.py' && status=0 || status=$?
+      timeout 300 target/e2e-venv/bin/python tests/e2e_desktop.py
+      timeout 300 target/e2e-venv/bin/python tests/e2e_desktop_media.py' && status=0 || status=$?
     rm -rf "$SANDBOX"
     exit $status
   )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Media end-to-end tests: audio crosses between two headless Chromium instances through a real
-# tincan-server on loopback and the trunk-built UI (tests/media/test_media.py).
+# tincan-server on loopback and the trunk-built UI (tests/media/test_media.py), and between the
+# native engine (GStreamer) and Chromium in both calling directions (tests/media/test_native_interop.py).
 #
 # Usage: scripts/test-media.sh [pytest args]
 # Needs (Debian 12): chromium chromium-driver (at /usr/bin), python3 with venv; trunk 0.21.14,
@@ -20,6 +21,7 @@ done
 
 echo "=== building tincan-server and the UI"
 cargo build -p tincan-server
+cargo build -p tincan-media --example native_peer
 (cd ui && trunk build)
 
 PY=python3
@@ -35,8 +37,9 @@ fi
 
 export TINCAN_SERVER_BIN="$ROOT/target/debug/tincan-server"
 export TINCAN_UI_DIST="$ROOT/ui/dist"
+export TINCAN_NATIVE_PEER_BIN="$ROOT/target/debug/examples/native_peer"
 echo "=== media e2e (headless Chromium x2, tincan-server on loopback)"
 status=0
-"$PY" -m pytest -x -q -s -p no:cacheprovider tests/media/test_media.py "$@" || status=$?
+"$PY" -m pytest -x -q -s -p no:cacheprovider tests/media/test_media.py tests/media/test_native_interop.py "$@" || status=$?
 echo "=== test-media: $(( $(date +%s) - START )) s, exit $status"
 exit $status

@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
-# Runs every check and test: formatting, lints, unit/property/integration tests (real server on
-# loopback, real WebSocket clients), then the desktop tests when their script is present.
+# Runs every check and test, with real parts:
+#   1. cargo fmt --check, cargo clippy -D warnings (native, and the UI for wasm32)
+#   2. cargo test --workspace: protocol, UserSig vectors, property tests, the server on loopback with
+#      real WebSocket clients, the desktop backend against a real server, two native media engines
+#   3. keyring tests against a real gnome-keyring (dbus-run-session)
+#   4. the desktop app in its real webview (Xvfb + tauri-driver + WebKitWebDriver), including a call
+#      whose audio the app's native engine carries to the browser client in headless Chromium
+#   5. media: two headless Chromium instances hear each other through a real server; the native engine
+#      and Chromium hear each other in both calling directions
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+start=$(date +%s)
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy"
+echo "== cargo clippy (native)"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo clippy (ui, wasm32)"
+(cd ui && cargo clippy --target wasm32-unknown-unknown -- -D warnings)
 echo "== cargo test"
 cargo test --workspace
-if [ -x scripts/test-desktop.sh ]; then
-  echo "== desktop tests"
-  scripts/test-desktop.sh
-fi
+echo "== keyring tests"
+scripts/test-desktop.sh keyring
+echo "== desktop end to end"
+scripts/test-desktop.sh e2e
+echo "== media end to end"
+scripts/test-media.sh
+echo "== all tests passed in $(( $(date +%s) - start )) s"
