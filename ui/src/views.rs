@@ -563,11 +563,12 @@ pub fn SettingsView() -> Html {
                     placeholder="one per line: turn:turn.example.com:3478 username password"
                     value={format_ice(&current.ice_servers)} />
                 <label for="microphone">{"Microphone"}</label>
-                <input id="microphone" ref={mic_ref} placeholder="system default"
+                <input id="microphone" ref={mic_ref} placeholder="system default" list="microphone-devices"
                     value={current.microphone.clone().unwrap_or_default()} />
                 <label for="speaker">{"Speaker"}</label>
-                <input id="speaker" ref={spk_ref} placeholder="system default"
+                <input id="speaker" ref={spk_ref} placeholder="system default" list="speaker-devices"
                     value={current.speaker.clone().unwrap_or_default()} />
+                <crate::media::view::DeviceLists />
                 <label for="ring-timeout">{"Ring for (seconds)"}</label>
                 <input id="ring-timeout" ref={ring_ref} type="number" min="1" max="120"
                     value={current.ring_timeout_secs.to_string()} />

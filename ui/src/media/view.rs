@@ -172,6 +172,37 @@ pub fn InCallMedia() -> Html {
     }
 }
 
+/// `<datalist>`s of the microphones and speakers, for the device fields in Settings.
+#[component]
+pub fn DeviceLists() -> Html {
+    let devices = use_state(Vec::<AudioDevice>::new);
+    {
+        let devices = devices.clone();
+        use_effect_with((), move |()| {
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(c) = controller::get() {
+                    if let Ok(list) = c.devices().await {
+                        devices.set(list);
+                    }
+                }
+            });
+        });
+    }
+    let options = |input: bool| {
+        devices
+            .iter()
+            .filter(|d| d.input == input && !d.id.is_empty() && d.id != "default")
+            .map(|d| html! { <option value={d.id.clone()}>{ d.label.clone() }</option> })
+            .collect::<Html>()
+    };
+    html! {
+        <>
+            <datalist id="microphone-devices">{ options(true) }</datalist>
+            <datalist id="speaker-devices">{ options(false) }</datalist>
+        </>
+    }
+}
+
 /// Echo cancellation, noise suppression and auto gain switches (kept in this window's storage).
 #[component]
 pub fn AudioSettings() -> Html {
