@@ -36,6 +36,8 @@ TONE_A, TONE_B = 440.0, 1000.0
 # One FFT bin is 48000 / 4096 = 11.7 Hz; allow a few.
 TOLERANCE_HZ = 30.0
 TIMINGS = []
+# The running server process and a way to restart it on the same port (for the reconnect test).
+SERVER = {}
 
 
 def log(msg):
@@ -85,26 +87,39 @@ def server(workdir):
     port = free_port()
     env = dict(os.environ, TINCAN_SECRET_KEY="media-e2e-" + os.urandom(8).hex(), TINCAN_LOG="warn")
     logf = open(os.path.join(workdir, "server.log"), "w")
-    proc = subprocess.Popen(
-        [SERVER_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDKAPPID),
-         "--ui-dir", UI_DIST, "--dev-issue-sigs"],
-        env=env, stdout=logf, stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
 
     def up():
         with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
             return r.status == 200
 
-    try:
+    def start():
+        SERVER["proc"] = subprocess.Popen(
+            [SERVER_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDKAPPID),
+             "--ui-dir", UI_DIST, "--dev-issue-sigs"],
+            env=env, stdout=logf, stderr=subprocess.STDOUT,
+        )
         wait_for("tincan-server", up, timeout=20)
+
+    def stop():
+        proc = SERVER.pop("proc", None)
+        if proc:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def restart():
+        stop()
+        start()
+
+    SERVER["restart"] = restart
+    try:
+        start()
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop()
         logf.close()
 
 
@@ -130,7 +145,7 @@ def chromium(workdir, name, freq):
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browsers(workdir, server):
     a = chromium(workdir, "alice", TONE_A)
     b = chromium(workdir, "bob", TONE_B)
@@ -458,4 +473,27 @@ def test_ice_restart_then_connection_lost(browsers, workdir):
     finally:
         freeze(pids, False)
     wait_screen(b, "callended", 20)
+    back_home(a, b)
+
+
+def test_browser_reconnects_after_server_restart(browsers):
+    """The server restarts under signed-in browsers: they notice, sign in again, and can call."""
+    a, b = browsers
+    SERVER["restart"]()
+    seen_offline = False
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        text = el(a, "#connection").text
+        seen_offline = seen_offline or "Online" not in text
+        if seen_offline and "Online" in text:
+            break
+        time.sleep(0.02)
+    wait_for("A online again", lambda: "Online" in el(a, "#connection").text, 30)
+    wait_for("B online again", lambda: "Online" in el(b, "#connection").text, 30)
+    log(f"reconnected after a server restart (offline state seen: {seen_offline})")
+    # The new server knows nobody: a call that connects proves both signed in again.
+    connect_call(a, b, "call 4 (after reconnect)")
+    click(a, "#hang-up")
+    wait_screen(a, "callended")
+    wait_screen(b, "callended")
     back_home(a, b)
