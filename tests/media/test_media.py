@@ -269,6 +269,8 @@ def test_audio_crosses_mute_and_hang_up(browsers):
     log(f"stats A: {json.dumps({k: sa[k] for k in ('packets_received', 'rtt_ms', 'jitter_ms', 'loss_pct', 'quality')})}")
     log(f"stats B: {json.dumps({k: sb[k] for k in ('packets_received', 'rtt_ms', 'jitter_ms', 'loss_pct', 'quality')})}")
     assert sa["packets_received"] > 10 and sb["packets_received"] > 10, "getStats shows inbound audio"
+    assert sa["mic_level"] > 0.01 and sb["mic_level"] > 0.01, "microphone level meters move"
+    assert el(a, "#peer-level").get_attribute("data-level") not in (None, "0.0000"), "peer meter shown"
     assert "Connection:" in el(a, "#quality").text
 
     # Mute on A: B's received level falls, and B is told.
