@@ -36,6 +36,7 @@ TONE_A, TONE_B = 440.0, 1000.0
 # One FFT bin is 48000 / 4096 = 11.7 Hz; allow a few.
 TOLERANCE_HZ = 30.0
 TIMINGS = []
+SHOTS = os.environ.get("TINCAN_MEDIA_SHOTS", os.path.join(ROOT, "target", "media-e2e"))
 # The running server process and a way to restart it on the same port (for the reconnect test).
 SERVER = {}
 
@@ -168,6 +169,11 @@ def browsers(workdir, server):
             f"{label}: callee heard {c:.0f}, caller heard {r:.0f}" for label, c, r in TIMINGS))
 
 
+def shot(drv, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    drv.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+
 def el(drv, css):
     return drv.find_element(By.CSS_SELECTOR, css)
 
@@ -272,6 +278,8 @@ def test_audio_crosses_mute_and_hang_up(browsers):
     assert sa["mic_level"] > 0.01 and sb["mic_level"] > 0.01, "microphone level meters move"
     assert el(a, "#peer-level").get_attribute("data-level") not in (None, "0.0000"), "peer meter shown"
     assert "Connection:" in el(a, "#quality").text
+    shot(a, "in-call-alice")
+    shot(b, "in-call-bob")
 
     # Mute on A: B's received level falls, and B is told.
     before = peer_level(b)
@@ -361,6 +369,7 @@ def test_ring_timeout(browsers):
     field.send_keys("3")
     click(a, "#save-settings")
     wait_for("settings saved", lambda: "saved" in el(a, "#notice").text, 5)
+    shot(a, "settings-alice")
     if screen(a) == "settings":
         click(a, "#back")
     wait_screen(a, "home")
@@ -469,6 +478,7 @@ def test_ice_restart_then_connection_lost(browsers, workdir):
         wait_screen(a, "callended", 60)
         log(f"A gave up after {time.time() - t0:.0f} s without media")
         assert el(a, "#call-status").text == "Connection lost"
+        shot(a, "connection-lost-alice")
         wait_for("connection-lost banner",
                  lambda: el(a, "#media-error").get_attribute("data-code") == "ConnectionLost", 3)
         log(f"A: '{el(a, '#call-message').text}'")

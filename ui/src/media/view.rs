@@ -97,6 +97,8 @@ fn meter(id: &'static str, label: &'static str, level: f64) -> Html {
 pub fn InCallMedia() -> Html {
     use_tick(200);
     let devices = use_state(Vec::<AudioDevice>::new);
+    let input_sel = use_state(String::new);
+    let output_sel = use_state(String::new);
     {
         let devices = devices.clone();
         use_effect_with((), move |()| {
@@ -116,6 +118,7 @@ pub fn InCallMedia() -> Html {
         return html! { <EngineInfo /> };
     }
     let levels = c.levels();
+    let (input_now, output_now) = ((*input_sel).clone(), (*output_sel).clone());
     let quality = c
         .stats()
         .filter(|s| s.packets_received > 0)
@@ -126,6 +129,7 @@ pub fn InCallMedia() -> Html {
             .target_dyn_into::<HtmlSelectElement>()
             .map(|s| s.value())
             .unwrap_or_default();
+        input_sel.set(v.clone());
         wasm_bindgen_futures::spawn_local(async move {
             if let Some(c) = controller::get() {
                 let _ = c
@@ -140,6 +144,7 @@ pub fn InCallMedia() -> Html {
             .target_dyn_into::<HtmlSelectElement>()
             .map(|s| s.value())
             .unwrap_or_default();
+        output_sel.set(v.clone());
         wasm_bindgen_futures::spawn_local(async move {
             if let Some(c) = controller::get() {
                 let _ = c
@@ -158,13 +163,13 @@ pub fn InCallMedia() -> Html {
             <p class="hint" id="quality">{ format!("Connection: {quality}") }</p>
             <div class="row devices">
                 <select id="input-device" onchange={on_input} aria-label="Microphone">
-                    <option value="">{"Default microphone"}</option>
-                    { for inputs.iter().map(|d| html! { <option value={d.id.clone()}>{ d.label.clone() }</option> }) }
+                    <option value="" selected={input_now.is_empty()}>{"Default microphone"}</option>
+                    { for inputs.iter().map(|d| html! { <option value={d.id.clone()} selected={d.id == input_now}>{ d.label.clone() }</option> }) }
                 </select>
                 if !outputs.is_empty() {
                     <select id="output-device" onchange={on_output} aria-label="Speaker">
-                        <option value="">{"Default speaker"}</option>
-                        { for outputs.iter().map(|d| html! { <option value={d.id.clone()}>{ d.label.clone() }</option> }) }
+                        <option value="" selected={output_now.is_empty()}>{"Default speaker"}</option>
+                        { for outputs.iter().map(|d| html! { <option value={d.id.clone()} selected={d.id == output_now}>{ d.label.clone() }</option> }) }
                     </select>
                 }
             </div>
