@@ -42,6 +42,7 @@ SERVER = Path(os.environ.get("TINCAN_SERVER_BIN", ROOT / "target" / "debug" / "t
 SHOTS = Path(os.environ.get("TINCAN_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
 SDK = 1400000777
 KEY = "e2e-secret-key-3b8f0c1d9a"
+WRONG_KEY = "not-the-e2e-key-77aa01"
 TIMEOUT = 20
 
 
@@ -189,6 +190,7 @@ def main():
     audit.unlink(missing_ok=True)
     remote_server_flow(audit)
     check_audit(audit, KEY)
+    check_audit(audit, WRONG_KEY)
     embedded_two_windows()
     log("PASS")
 
@@ -220,6 +222,12 @@ def remote_server_flow(audit):
         app.find("#user-id").send_keys("alice")
         app.find("#sdk-app-id").clear()
         app.find("#sdk-app-id").send_keys(str(SDK))
+        # A wrong key first: refused in plain words (an {code, message} error across IPC).
+        app.find("#secret-key").send_keys(WRONG_KEY)
+        app.find("#sign-in").click()
+        app.wait_text("#error", "did not accept your credentials")
+        assert app.find("#error").get_attribute("data-code") == "UserSigInvalid"
+        log("a wrong secret key is refused in plain words")
         app.find("#secret-key").send_keys(KEY)
         app.shot("01-sign-in")
         app.find("#sign-in").click()
@@ -228,6 +236,20 @@ def remote_server_flow(audit):
         app.wait_text("#me", "alice")
         app.shot("02-home")
         log("signed in, home view shown")
+
+        # Errors in plain words: calling yourself, a malformed user ID.
+        callee = app.find("#callee")
+        callee.send_keys("alice", Keys.ENTER)
+        app.wait_text("#error", "You cannot call yourself.")
+        assert app.find("#error").get_attribute("data-code") == "CallSelf"
+        callee.clear()
+        callee.send_keys("not valid!", Keys.ENTER)
+        app.wait_text("#error", "not valid")
+        assert app.find("#error").get_attribute("data-code") == "InvalidUserId"
+        app.shot("02b-home-error")
+        app.find("#error button").click()
+        callee.clear()
+        log("call errors shown in plain words")
 
         # Call bob (a plain client); it rings; bob declines.
         bob = Peer(url, "bob")

@@ -18,6 +18,21 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+/// Fills uncontrolled fields once, after they are mounted. (A `value=` attribute would make Yew put
+/// the old value back over whatever the user typed at every re-render.)
+#[hook]
+fn use_initial_values<D: PartialEq + 'static>(deps: D, fields: Vec<(NodeRef, String)>) {
+    use_effect_with(deps, move |_| {
+        for (r, v) in &fields {
+            if let Some(i) = r.cast::<HtmlInputElement>() {
+                i.set_value(v);
+            } else if let Some(t) = r.cast::<HtmlTextAreaElement>() {
+                t.set_value(v);
+            }
+        }
+    });
+}
+
 fn input_value(r: &NodeRef) -> String {
     r.cast::<HtmlInputElement>()
         .map(|i| i.value())
@@ -185,6 +200,14 @@ pub fn SignIn() -> Html {
         .last_sdk_app_id
         .map(|n| n.to_string())
         .unwrap_or_default();
+    use_initial_values(
+        (),
+        vec![(
+            user_ref.clone(),
+            saved.last_user_id.clone().unwrap_or_default(),
+        )],
+    );
+    use_initial_values(*mode, vec![(sdk_ref.clone(), sdk_default)]);
     html! {
         <section class="card" id="sign-in-view">
             <h1>{"Sign in"}</h1>
@@ -192,8 +215,7 @@ pub fn SignIn() -> Html {
             <form onsubmit={onsubmit} class="form">
                 <label for="user-id">{"Your user ID"}</label>
                 <input id="user-id" ref={user_ref} autofocus=true autocomplete="username"
-                    placeholder="e.g. alice" maxlength="32"
-                    value={saved.last_user_id.clone().unwrap_or_default()} />
+                    placeholder="e.g. alice" maxlength="32" />
                 <label for="mode">{"Credentials"}</label>
                 <select id="mode" onchange={on_mode}>
                     <option value="embedded" selected={*mode == CredentialMode::Embedded} disabled={!embedded}>{"Local server (no setup)"}</option>
@@ -202,7 +224,7 @@ pub fn SignIn() -> Html {
                 </select>
                 if *mode != CredentialMode::Embedded {
                     <label for="sdk-app-id">{"SDKAppID"}</label>
-                    <input id="sdk-app-id" ref={sdk_ref} inputmode="numeric" value={sdk_default} />
+                    <input id="sdk-app-id" ref={sdk_ref} inputmode="numeric" />
                 }
                 if *mode == CredentialMode::SecretKey {
                     <label for="secret-key">{"Secret key"}</label>
@@ -550,31 +572,45 @@ pub fn SettingsView() -> Html {
         let ctx = ctx.clone();
         Callback::from(move |_| ctx.dispatch(Action::ShowPage(Page::Home)))
     };
+    use_initial_values(
+        (),
+        vec![
+            (
+                server_ref.clone(),
+                current.server_url.clone().unwrap_or_default(),
+            ),
+            (ice_ref.clone(), format_ice(&current.ice_servers)),
+            (
+                mic_ref.clone(),
+                current.microphone.clone().unwrap_or_default(),
+            ),
+            (spk_ref.clone(), current.speaker.clone().unwrap_or_default()),
+            (ring_ref.clone(), current.ring_timeout_secs.to_string()),
+            (
+                life_ref.clone(),
+                (current.usersig_lifetime_secs / 3600).max(1).to_string(),
+            ),
+        ],
+    );
     html! {
         <section class="card" id="settings-view">
             <h1>{"Settings"}</h1>
             <form class="form" onsubmit={onsubmit}>
                 <label for="server-url">{"Server address"}</label>
-                <input id="server-url" ref={server_ref} placeholder="empty: the built-in local server"
-                    value={current.server_url.clone().unwrap_or_default()} />
+                <input id="server-url" ref={server_ref} placeholder="empty: the built-in local server" />
                 <p class="hint">{"ws:// or wss:// address of a shared tincan-server, e.g. wss://calls.example.com/ws"}</p>
                 <label for="ice-servers">{"ICE servers (STUN / TURN)"}</label>
                 <textarea id="ice-servers" ref={ice_ref} rows="3"
-                    placeholder="one per line: turn:turn.example.com:3478 username password"
-                    value={format_ice(&current.ice_servers)} />
+                    placeholder="one per line: turn:turn.example.com:3478 username password" />
                 <label for="microphone">{"Microphone"}</label>
-                <input id="microphone" ref={mic_ref} placeholder="system default" list="microphone-devices"
-                    value={current.microphone.clone().unwrap_or_default()} />
+                <input id="microphone" ref={mic_ref} placeholder="system default" list="microphone-devices" />
                 <label for="speaker">{"Speaker"}</label>
-                <input id="speaker" ref={spk_ref} placeholder="system default" list="speaker-devices"
-                    value={current.speaker.clone().unwrap_or_default()} />
+                <input id="speaker" ref={spk_ref} placeholder="system default" list="speaker-devices" />
                 <crate::media::view::DeviceLists />
                 <label for="ring-timeout">{"Ring for (seconds)"}</label>
-                <input id="ring-timeout" ref={ring_ref} type="number" min="1" max="120"
-                    value={current.ring_timeout_secs.to_string()} />
+                <input id="ring-timeout" ref={ring_ref} type="number" min="1" max="120" />
                 <label for="usersig-lifetime">{"Sign-in lifetime with a secret key (hours)"}</label>
-                <input id="usersig-lifetime" ref={life_ref} type="number" min="1"
-                    value={(current.usersig_lifetime_secs / 3600).max(1).to_string()} />
+                <input id="usersig-lifetime" ref={life_ref} type="number" min="1" />
                 <crate::media::view::AudioSettings />
                 <div class="row actions">
                     <button id="back" type="button" onclick={back}>{"Back"}</button>
