@@ -18,6 +18,7 @@ pub mod service;
 pub mod shell;
 pub mod signaling;
 pub mod storage;
+pub mod tray;
 pub mod webview;
 
 /// Entry point of the binary.

@@ -8,13 +8,14 @@ use crate::native_media::{self, NativeMedia};
 use crate::service::{Service, ServiceConfig};
 use crate::signaling::{EventSink, Timing};
 use crate::storage::{Kv, Store};
+use crate::tray::TrayModel;
 use std::sync::{Arc, Mutex};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
 use tauri_plugin_notification::NotificationExt;
-use tincan_ipc::{AppEvent, CallPhase, CallView, ConnectionState, Direction, EVENT};
+use tincan_ipc::{AppEvent, CallPhase, EVENT};
 use tincan_proto::UserId;
 
 /// Command-line options.
@@ -100,58 +101,32 @@ struct Tray<R: Runtime> {
     decline: MenuItem<R>,
     normal: Image<'static>,
     ringing: Image<'static>,
-    /// The call the tray's accept / decline act on.
-    ringing_call: Mutex<Option<CallView>>,
-    user: Mutex<Option<UserId>>,
+    model: Mutex<TrayModel>,
 }
 
 impl<R: Runtime> Tray<R> {
+    /// Feeds the pure [`TrayModel`] and copies its view onto the tray.
     fn on_event(&self, ev: &AppEvent) {
-        let result = match ev {
-            AppEvent::User { user } => {
-                *lock(&self.user) = user.clone();
-                self.status.set_text(match user {
-                    Some(u) => format!("Signed in as {u}"),
-                    None => "Signed out".into(),
-                })
+        let view = {
+            let mut model = lock(&self.model);
+            if !model.apply(ev) {
+                return;
             }
-            AppEvent::Connection { state } => {
-                let user = lock(&self.user).clone();
-                self.status.set_text(match (state, user) {
-                    (ConnectionState::Online, Some(u)) => format!("Signed in as {u}"),
-                    (ConnectionState::Reconnecting { .. }, _) => "Offline, reconnecting…".into(),
-                    (ConnectionState::Connecting, _) => "Connecting…".into(),
-                    _ => "Signed out".into(),
-                })
-            }
-            AppEvent::Call { call } => {
-                let ringing = call.as_ref().filter(|c| {
-                    c.direction == Direction::Incoming && c.phase == CallPhase::Incoming
-                });
-                *lock(&self.ringing_call) = ringing.cloned();
-                let r = match ringing {
-                    Some(c) => self
-                        .accept
-                        .set_text(format!("Accept call from {}", c.peer))
-                        .and_then(|()| self.accept.set_enabled(true))
-                        .and_then(|()| self.decline.set_enabled(true))
-                        .and_then(|()| self.icon.set_icon(Some(self.ringing.clone())))
-                        .and_then(|()| {
-                            self.icon
-                                .set_tooltip(Some(format!("{} is calling", c.peer)))
-                        }),
-                    None => self
-                        .accept
-                        .set_text("Accept call")
-                        .and_then(|()| self.accept.set_enabled(false))
-                        .and_then(|()| self.decline.set_enabled(false))
-                        .and_then(|()| self.icon.set_icon(Some(self.normal.clone())))
-                        .and_then(|()| self.icon.set_tooltip(Some("tincan"))),
-                };
-                r
-            }
-            _ => Ok(()),
+            model.view()
         };
+        let icon = if view.ringing {
+            &self.ringing
+        } else {
+            &self.normal
+        };
+        let result = self
+            .status
+            .set_text(&view.status)
+            .and_then(|()| self.accept.set_text(&view.accept_label))
+            .and_then(|()| self.accept.set_enabled(view.ringing))
+            .and_then(|()| self.decline.set_enabled(view.ringing))
+            .and_then(|()| self.icon.set_icon(Some(icon.clone())))
+            .and_then(|()| self.icon.set_tooltip(Some(&view.tooltip)));
         if let Err(e) = result {
             tracing::debug!(%e, "tray update failed");
         }
@@ -197,8 +172,7 @@ fn build_tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<Tray<R>> {
         decline,
         normal,
         ringing,
-        ringing_call: Mutex::new(None),
-        user: Mutex::new(None),
+        model: Mutex::new(TrayModel::default()),
     })
 }
 
