@@ -94,8 +94,11 @@ def server(workdir):
         with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
             return r.status == 200
 
+    # Per fixture instance (a module that imports this fixture gets its own server).
+    mine = {}
+
     def start():
-        SERVER["proc"] = subprocess.Popen(
+        mine["proc"] = subprocess.Popen(
             [SERVER_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDKAPPID),
              "--ui-dir", UI_DIST, "--dev-issue-sigs"],
             env=env, stdout=logf, stderr=subprocess.STDOUT,
@@ -103,7 +106,7 @@ def server(workdir):
         wait_for("tincan-server", up, timeout=20)
 
     def stop():
-        proc = SERVER.pop("proc", None)
+        proc = mine.pop("proc", None)
         if proc:
             proc.terminate()
             try:
