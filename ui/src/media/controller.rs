@@ -61,6 +61,56 @@ pub struct Controller {
     inner: RefCell<Inner>,
 }
 
+/// Which engine the user wants; `Auto` unless changed in Settings (kept in this window's storage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnginePreference {
+    /// The webview's own WebRTC when it has one, else (in the desktop app) the native engine.
+    #[default]
+    Auto,
+    /// Always the webview's WebRTC.
+    Web,
+    /// Always the native engine (desktop app only).
+    Native,
+}
+
+const ENGINE_KEY: &str = "tincan.media_engine";
+
+impl EnginePreference {
+    pub fn load() -> Self {
+        web_sys::window()
+            .and_then(|w| w.local_storage().ok().flatten())
+            .and_then(|s| s.get_item(ENGINE_KEY).ok().flatten())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Applies the next time the window opens (the engine is chosen at start-up).
+    pub fn save(self) {
+        if let (Some(s), Ok(t)) = (
+            web_sys::window().and_then(|w| w.local_storage().ok().flatten()),
+            serde_json::to_string(&self),
+        ) {
+            let _ = s.set_item(ENGINE_KEY, &t);
+        }
+    }
+}
+
+/// The webview's own WebRTC when it has one; in the desktop app without it (Debian's and Ubuntu's
+/// WebKitGTK), the backend's native engine; either can be forced in Settings.
+fn choose_engine(api: &Api, pref: EnginePreference) -> Option<Rc<dyn MediaEngine>> {
+    let web = || WebRtcEngine::detect().map(|e| Rc::new(e) as Rc<dyn MediaEngine>);
+    let native = || {
+        crate::browser::in_tauri()
+            .then(|| Rc::new(super::native::NativeEngine::new(api.clone())) as Rc<dyn MediaEngine>)
+    };
+    match pref {
+        EnginePreference::Auto => web().or_else(native),
+        EnginePreference::Web => web(),
+        EnginePreference::Native => native().or_else(web),
+    }
+}
+
 /// The controller of this page, once [`install`]ed.
 pub fn get() -> Option<Rc<Controller>> {
     CONTROLLER.with(|c| c.borrow().clone())
@@ -71,13 +121,7 @@ pub fn install(api: &Api) -> Rc<Controller> {
     if let Some(c) = get() {
         return c;
     }
-    // The webview's own WebRTC when it has one; in the desktop app without it (Debian's and
-    // Ubuntu's WebKitGTK), the backend's native engine.
-    let engine: Option<Rc<dyn MediaEngine>> =
-        WebRtcEngine::detect().map(|e| Rc::new(e) as _).or_else(|| {
-            crate::browser::in_tauri()
-                .then(|| Rc::new(super::native::NativeEngine::new(api.clone())) as _)
-        });
+    let engine = choose_engine(api, EnginePreference::load());
     let processing = web_sys::window()
         .and_then(|w| w.local_storage().ok().flatten())
         .and_then(|s| s.get_item(PROCESSING_KEY).ok().flatten())

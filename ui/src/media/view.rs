@@ -66,15 +66,48 @@ pub fn media_end() -> Option<(&'static str, String)> {
 #[component]
 pub fn EngineInfo() -> Html {
     let name = controller::get().and_then(|c| c.engine_name());
+    let kind = match name {
+        Some(n) if n.starts_with("native") => "native",
+        Some(_) => "webrtc",
+        None => "none",
+    };
+    let pref = use_state(controller::EnginePreference::load);
+    let on_pref = {
+        let pref = pref.clone();
+        Callback::from(move |e: Event| {
+            let value = e
+                .target_dyn_into::<web_sys::HtmlSelectElement>()
+                .map(|s| s.value())
+                .unwrap_or_default();
+            let next = match value.as_str() {
+                "web" => controller::EnginePreference::Web,
+                "native" => controller::EnginePreference::Native,
+                _ => controller::EnginePreference::Auto,
+            };
+            next.save();
+            pref.set(next);
+        })
+    };
+    let selected = |p: controller::EnginePreference| *pref == p;
     html! {
-        <p class="hint" id="media-engine" data-engine={ if name.is_some() { "webrtc" } else { "none" } }>
+        <>
+        <p class="hint" id="media-engine" data-engine={kind}>
             { match name {
                 Some(n) => format!("Audio engine: {n}."),
-                None => "Audio engine: none. This window has no WebRTC (Debian's and Ubuntu's WebKitGTK \
-                         are built without it), so calls ring and connect but carry no sound; a native \
-                         audio engine is needed here, or join from a browser.".to_owned(),
+                None => "Audio engine: none. This window has no WebRTC, so calls ring and connect but \
+                         carry no sound here; join from a browser that has it (Chromium, Firefox, \
+                         Safari) or use the desktop app.".to_owned(),
             } }
         </p>
+        if crate::browser::in_tauri() {
+            <label for="engine-preference">{"Audio engine (applies the next time the window opens)"}</label>
+            <select id="engine-preference" onchange={on_pref}>
+                <option value="auto" selected={selected(controller::EnginePreference::Auto)}>{"Automatic: the window's WebRTC, else native"}</option>
+                <option value="web" selected={selected(controller::EnginePreference::Web)}>{"The window's WebRTC"}</option>
+                <option value="native" selected={selected(controller::EnginePreference::Native)}>{"Native (GStreamer)"}</option>
+            </select>
+        }
+        </>
     }
 }
 
