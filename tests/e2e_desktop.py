@@ -316,6 +316,13 @@ def remote_server_flow(audit):
         app.find("#sign-in-view")
         app.shot("10-signed-out")
         log("signed out")
+
+        # The window refuses to leave the app (no remote page ever gets the IPC).
+        driver.execute_script("window.location.href = 'http://127.0.0.1:9/elsewhere'")
+        time.sleep(1.0)
+        app.find("#sign-in-view")
+        assert driver.current_url.startswith("tauri://localhost"), driver.current_url
+        log("navigation away from the app is refused")
     finally:
         stop(driver, procs)
 

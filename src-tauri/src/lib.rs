@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod embedded;
 pub mod ipc;
 pub mod native_media;
+pub mod navigation;
 pub mod service;
 pub mod shell;
 pub mod signaling;

@@ -242,6 +242,7 @@ pub fn run(options: Options) {
     let builder = tauri::Builder::default()
         .plugin(tauri_plugin_store::Builder::default().build())
         .plugin(tauri_plugin_notification::init())
+        .plugin(crate::navigation::guard())
         .invoke_handler(tauri::generate_handler![
             ipc::get_state,
             ipc::sign_in,
