@@ -318,10 +318,11 @@ def remote_server_flow(audit):
         log("signed out")
 
         # The window refuses to leave the app (no remote page ever gets the IPC).
-        driver.execute_script("window.location.href = 'http://127.0.0.1:9/elsewhere'")
-        time.sleep(1.0)
+        driver.execute_script(f"window.location.href = 'http://127.0.0.1:{port}/healthz'")
+        time.sleep(1.5)
         app.find("#sign-in-view")
         assert driver.current_url.startswith("tauri://localhost"), driver.current_url
+        assert "refused to navigate" in (SHOTS.parent / "app.log").read_text(errors="replace")
         log("navigation away from the app is refused")
     finally:
         stop(driver, procs)
