@@ -299,7 +299,7 @@ impl Task {
         let mut attempt: u32 = 0;
         loop {
             match self.attempt().await {
-                Ok((ws, user)) => {
+                Ok((ws, user, heartbeat)) => {
                     attempt = 0;
                     lock(&self.snapshot).user = Some(user.clone());
                     // State first, then the reply: whoever awaits the sign-in reads "online".
@@ -310,7 +310,7 @@ impl Task {
                     if let Some(first) = self.first.take() {
                         let _ = first.send(Ok(user));
                     }
-                    match self.session(ws).await {
+                    match self.session(ws, heartbeat).await {
                         SessionEnd::LoggedOut | SessionEnd::Stopped => {
                             self.signed_out();
                             return;
@@ -390,7 +390,8 @@ impl Task {
         }
     }
 
-    async fn attempt(&self) -> Result<(Ws, UserId), AttemptError> {
+    /// Connects and signs in; returns the socket, who we are, and how often to send a keepalive.
+    async fn attempt(&self) -> Result<(Ws, UserId, Duration), AttemptError> {
         let plan = self.connector.plan().await.map_err(|e| {
             if e.fatal {
                 AttemptError::Fatal(e.error)
@@ -432,7 +433,11 @@ impl Task {
                 None => return Err(unreachable("connection closed".into())),
             };
             match ServerMessage::decode(text.as_str()) {
-                Ok(ServerMessage::LoginOk { user_id, .. }) => return Ok((ws, user_id)),
+                Ok(ServerMessage::LoginOk {
+                    user_id,
+                    heartbeat_secs,
+                    ..
+                }) => return Ok((ws, user_id, keepalive_every(heartbeat_secs))),
                 Ok(ServerMessage::Error { code, message, .. }) => {
                     let _ = ws.close(None).await;
                     return Err(AttemptError::Fatal(login_error(code, &message)));
@@ -445,8 +450,8 @@ impl Task {
         }
     }
 
-    async fn session(&mut self, mut ws: Ws) -> SessionEnd {
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(20));
+    async fn session(&mut self, mut ws: Ws, every: Duration) -> SessionEnd {
+        let mut heartbeat = tokio::time::interval(every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         loop {
@@ -718,6 +723,12 @@ fn refuse(cmd: Command, e: IpcError) {
     }
 }
 
+/// How often to send a `ping`: a little more often than the server's `heartbeat_secs` asks, and never
+/// more than once a second.
+pub fn keepalive_every(heartbeat_secs: u32) -> Duration {
+    Duration::from_millis(u64::from(heartbeat_secs.max(2)) * 800)
+}
+
 /// Delay before reconnect attempt `attempt` (1-based): doubling from `backoff_start`, capped, with
 /// up to 20 % jitter so many clients do not return at once.
 pub fn backoff(t: &Timing, attempt: u32) -> Duration {
@@ -737,6 +748,12 @@ pub use tincan_ipc::session::login_error;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keepalive_is_a_bit_faster_than_the_server_asks() {
+        assert_eq!(keepalive_every(25), Duration::from_secs(20));
+        assert_eq!(keepalive_every(0), Duration::from_millis(1600));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
