@@ -152,19 +152,33 @@ def seed_settings(profile):
     path.write_text(json.dumps(current))
 
 
-def launch(args, env, log_name):
-    """Starts tauri-driver (which starts the app with `args`) and opens a WebDriver session."""
-    dport, nport = free_port(), free_port()
-    drv = subprocess.Popen(
-        ["tauri-driver", "--port", str(dport), "--native-port", str(nport),
-         "--native-driver", "/usr/bin/WebKitWebDriver"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / log_name, "w"))
-    wait_port(dport)
-    opts = ArgOptions()
-    opts.set_capability("browserName", "wry")
-    opts.set_capability("tauri:options", {"application": str(APP), "args": args})
-    driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{dport}", options=opts)
-    return driver, drv
+def launch(args, env, log_name, attempts=3):
+    """Starts tauri-driver (which starts the app with `args`) and opens a WebDriver session. Creating
+    the session fails now and then (WebKitWebDriver closes the connection); that is retried."""
+    for attempt in range(1, attempts + 1):
+        dport, nport = free_port(), free_port()
+        drv = subprocess.Popen(
+            ["tauri-driver", "--port", str(dport), "--native-port", str(nport),
+             "--native-driver", "/usr/bin/WebKitWebDriver"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / log_name, "a"))
+        try:
+            wait_port(dport)
+            opts = ArgOptions()
+            opts.set_capability("browserName", "wry")
+            opts.set_capability("tauri:options", {"application": str(APP), "args": args})
+            driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{dport}", options=opts)
+            return driver, drv
+        except Exception as e:  # noqa: BLE001 - any failure to start a session is retried
+            drv.terminate()
+            try:
+                drv.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                drv.kill()
+            if attempt == attempts:
+                raise
+            log(f"WebDriver session did not start ({type(e).__name__}); retrying")
+            time.sleep(2)
+    raise AssertionError("unreachable")
 
 
 def stop(driver, procs):
@@ -186,6 +200,8 @@ def main():
         if not p.exists():
             sys.exit(f"missing {p}: build it first (scripts/test-desktop.sh does)")
     SHOTS.mkdir(parents=True, exist_ok=True)
+    for name in ("app.log", "app-alice.log", "app-bob.log", "server.log"):
+        (SHOTS.parent / name).unlink(missing_ok=True)
     audit = Path(os.environ.get("TINCAN_IPC_AUDIT", "/tmp/tincan-e2e-audit.jsonl"))
     audit.unlink(missing_ok=True)
     remote_server_flow(audit)
@@ -224,12 +240,13 @@ def remote_server_flow(audit):
         app.find("#sdk-app-id").send_keys(str(SDK))
         # A wrong key first: refused in plain words (an {code, message} error across IPC).
         app.find("#secret-key").send_keys(WRONG_KEY)
+        app.shot("01-sign-in")
         app.find("#sign-in").click()
         app.wait_text("#error", "did not accept your credentials")
         assert app.find("#error").get_attribute("data-code") == "UserSigInvalid"
+        app.shot("01b-sign-in-refused")
         log("a wrong secret key is refused in plain words")
         app.find("#secret-key").send_keys(KEY)
-        app.shot("01-sign-in")
         app.find("#sign-in").click()
         app.find("#home-view")
         app.wait_text("#connection", "Online")
