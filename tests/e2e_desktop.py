@@ -412,6 +412,21 @@ def embedded_two_windows():
         b.find("#home-view")
         b.shot("14-embedded-took-over")
         log("A quit; B took over the local server and is online again")
+
+        # Quit from the window (closing it only hides it to the tray): B exits, and with it the
+        # local server it hosted.
+        b.find("#open-settings").click()
+        b.find("#quit").click()
+        end = time.time() + 15
+        while time.time() < end:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                time.sleep(0.2)
+            except OSError:
+                break
+        else:
+            raise AssertionError("the local server still runs after Quit")
+        log("Quit from settings ends the app and its local server")
     finally:
         if a_driver is not None:
             try:

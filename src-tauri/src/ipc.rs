@@ -113,6 +113,15 @@ pub async fn get_history(s: tauri::State<'_, Shared>) -> Res<Vec<HistoryEntry>> 
     audited("get_history", Ok(s.service.history()))
 }
 
+/// Quits the app: signs out, hands the local server over to other windows, exits.
+#[tauri::command]
+pub async fn quit_app(app: tauri::AppHandle, s: tauri::State<'_, Shared>) -> Res<()> {
+    audit("quit_app", &());
+    s.service.shutdown().await;
+    app.exit(0);
+    Ok(())
+}
+
 #[tauri::command]
 pub async fn clear_history(s: tauri::State<'_, Shared>) -> Res<Vec<HistoryEntry>> {
     audited("clear_history", s.service.clear_history())

@@ -258,6 +258,7 @@ pub fn run(options: Options) {
             ipc::save_settings,
             ipc::get_history,
             ipc::clear_history,
+            ipc::quit_app,
             native_media::commands::native_media_info,
             native_media::commands::native_media_devices,
             native_media::commands::native_media_start,

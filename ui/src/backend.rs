@@ -155,6 +155,9 @@ impl Api {
     pub async fn clear_history(&self) -> Result<Vec<HistoryEntry>, IpcError> {
         self.call(cmd::CLEAR_HISTORY, serde_json::json!({})).await
     }
+    pub async fn quit_app(&self) -> Result<(), IpcError> {
+        self.call(cmd::QUIT_APP, serde_json::json!({})).await
+    }
 }
 
 #[wasm_bindgen]

@@ -572,6 +572,13 @@ pub fn SettingsView() -> Html {
         let ctx = ctx.clone();
         Callback::from(move |_| ctx.dispatch(Action::ShowPage(Page::Home)))
     };
+    let quit = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| {
+            let api = ctx.api.clone();
+            ctx.run(async move { api.quit_app().await }, |()| Action::Done);
+        })
+    };
     use_initial_values(
         (),
         vec![
@@ -617,6 +624,12 @@ pub fn SettingsView() -> Html {
                     <button id="save-settings" class="primary" type="submit" disabled={ctx.state.busy}>{"Save"}</button>
                 </div>
             </form>
+            if crate::browser::in_tauri() {
+                <div class="row spread quit">
+                    <p class="hint">{"Closing the window keeps tincan in the tray, so calls still reach you."}</p>
+                    <button id="quit" class="link" onclick={quit}>{"Quit tincan"}</button>
+                </div>
+            }
         </section>
     }
 }

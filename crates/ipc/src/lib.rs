@@ -35,6 +35,8 @@ pub mod cmd {
     pub const SAVE_SETTINGS: &str = "save_settings";
     pub const GET_HISTORY: &str = "get_history";
     pub const CLEAR_HISTORY: &str = "clear_history";
+    /// Signs out, stops hosting the local server, and exits (closing the window only hides it).
+    pub const QUIT_APP: &str = "quit_app";
 }
 
 /// Stable error codes. The UI branches on these, never on the message text.
