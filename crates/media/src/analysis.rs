@@ -1,5 +1,5 @@
-//! Pure helpers over what the pipeline measures: the loudest frequency in a spectrum, and call
-//! quality from RTT, jitter and loss.
+//! Pure helpers over what the pipeline measures: the loudest frequency in a spectrum. (Call quality
+//! in words is the UI's, one rule for both engines: `ui/src/media/stats.rs`.)
 
 /// The centre frequency of the loudest band of a `spectrum` message (magnitudes in dB, bands
 /// spread evenly over 0 .. rate/2). Returns `(hz, db)`.
@@ -17,27 +17,6 @@ pub fn peak_frequency(magnitudes_db: &[f32], rate: u32) -> Option<(f64, f32)> {
     Some(((i as f64 + 0.5) * width, db))
 }
 
-/// Call quality in plain words, from the numbers WebRTC stats give.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quality {
-    Good,
-    Fair,
-    Poor,
-}
-
-impl Quality {
-    /// The same thresholds as the web engine: RTT in ms, jitter in ms, loss in percent.
-    pub fn from_stats(rtt_ms: f64, jitter_ms: f64, loss_pct: f64) -> Self {
-        if rtt_ms > 400.0 || jitter_ms > 50.0 || loss_pct > 5.0 {
-            Quality::Poor
-        } else if rtt_ms > 200.0 || jitter_ms > 30.0 || loss_pct > 1.0 {
-            Quality::Fair
-        } else {
-            Quality::Good
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,12 +30,5 @@ mod tests {
         assert!((hz - 433.6).abs() < 1.0, "{hz}");
         assert_eq!(db, -10.0);
         assert_eq!(peak_frequency(&[], 48_000), None);
-    }
-
-    #[test]
-    fn quality_words() {
-        assert_eq!(Quality::from_stats(20.0, 5.0, 0.0), Quality::Good);
-        assert_eq!(Quality::from_stats(250.0, 5.0, 0.0), Quality::Fair);
-        assert_eq!(Quality::from_stats(20.0, 5.0, 8.0), Quality::Poor);
     }
 }

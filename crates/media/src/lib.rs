@@ -16,7 +16,7 @@ mod error;
 mod plugins;
 mod session;
 
-pub use analysis::{peak_frequency, Quality};
+pub use analysis::peak_frequency;
 pub use config::{AudioInput, AudioOutput, EngineConfig, Role};
 pub use devices::{list_devices, AudioDevice, DeviceKind};
 pub use error::MediaError;

@@ -93,15 +93,6 @@ impl CallStats {
         }
     }
 
-    /// Good / fair / poor, with the web engine's thresholds.
-    pub fn quality(&self) -> crate::Quality {
-        crate::Quality::from_stats(
-            self.rtt_ms.unwrap_or(0.0),
-            self.jitter_ms.unwrap_or(0.0),
-            self.loss_pct(),
-        )
-    }
-
     fn read(reply: &gst::StructureRef) -> Self {
         let mut out = CallStats::default();
         for (_, value) in reply.iter() {

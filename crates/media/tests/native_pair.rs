@@ -136,7 +136,7 @@ fn call(echo: bool) {
         assert!(Instant::now() < stats_deadline, "no stats");
         if let Ok(('b', EngineEvent::Stats(s))) = rx.recv_timeout(Duration::from_secs(1)) {
             assert!(s.packets_received > 0, "{s:?}");
-            println!("native<->native: B stats {s:?}, quality {:?}", s.quality());
+            println!("native<->native: B stats {s:?}, loss {:.1} %", s.loss_pct());
             break;
         }
     }
