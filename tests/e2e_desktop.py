@@ -313,12 +313,29 @@ def remote_server_flow(audit):
         app.find("#home-view")
         log("incoming call accepted and hung up")
 
-        # Settings.
+        # Settings: a bad value is refused in words; a good one is saved and read back.
         app.find("#open-settings").click()
         app.find("#settings-view")
         app.shot("08-settings")
+        ring = app.find("#ring-timeout")
+        assert ring.get_attribute("value") == "30", ring.get_attribute("value")
+        server_url = app.find("#server-url")
+        server_url.send_keys("http://not-a-websocket")
+        app.find("#save-settings").click()
+        app.wait_text("#error", "must start with ws:// or wss://")
+        server_url.clear()
+        ring.clear()
+        ring.send_keys("45")
+        app.find("#save-settings").click()
+        app.wait_text("#notice", "Settings saved")
         app.find("#back").click()
         app.find("#home-view")
+        app.find("#open-settings").click()
+        assert app.find("#ring-timeout").get_attribute("value") == "45"
+        assert app.find("#server-url").get_attribute("value") == ""
+        app.find("#back").click()
+        app.find("#home-view")
+        log("settings validated, saved and read back")
 
         # Narrow window.
         try:

@@ -48,6 +48,8 @@ pub struct UiState {
     pub error: Option<IpcError>,
     /// A notice that is not an error (kicked offline, missed calls, settings saved).
     pub notice: Option<String>,
+    /// The ended call the user already left; the backend's state may still report it.
+    pub dismissed: Option<tincan_proto::CallId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,14 +122,19 @@ impl UiState {
         self.server = Some(s.server);
         self.connection = Some(s.connection);
         self.user = s.user;
-        // Keep an ended call on screen until the user dismisses it.
+        // Keep an ended call on screen until the user dismisses it; never bring back one they did.
         match (&self.call, s.call) {
             (Some(old), None) if old.phase == CallPhase::Ended => {}
             (Some(old), Some(new))
                 if old.phase == CallPhase::Ended && new.call_id == old.call_id => {}
+            (_, Some(new)) if self.is_dismissed(&new) => self.call = None,
             (_, new) => self.call = new,
         }
         self.saved = s.saved;
+    }
+
+    fn is_dismissed(&self, call: &CallView) -> bool {
+        call.phase == CallPhase::Ended && self.dismissed.as_ref() == Some(&call.call_id)
     }
 
     pub fn reduce_mut(&mut self, action: Action) {
@@ -156,8 +163,8 @@ impl UiState {
             }
             Action::DismissError => self.error = None,
             Action::DismissCall => {
-                if matches!(&self.call, Some(c) if c.phase == CallPhase::Ended) {
-                    self.call = None;
+                if let Some(c) = self.call.take_if(|c| c.phase == CallPhase::Ended) {
+                    self.dismissed = Some(c.call_id);
                 }
             }
             Action::ShowPage(p) => {
@@ -182,6 +189,7 @@ impl UiState {
                 match (&self.call, call) {
                     // A newer call replaces an ended one; an event for an older call never
                     // replaces a newer one.
+                    (_, Some(new)) if self.is_dismissed(&new) => {}
                     (_, Some(new)) => self.call = Some(new),
                     (Some(old), None) if old.phase == CallPhase::Ended => {}
                     (_, None) => self.call = None,
@@ -304,8 +312,30 @@ mod tests {
         let mut again = signed_in();
         again.call = s.call.clone();
         assert_eq!(again.screen(), Screen::CallEnded);
+        let ended = s.call.clone();
         s.reduce_mut(Action::DismissCall);
         assert_eq!(s.screen(), Screen::Home);
+        // The backend still reports the ended call (e.g. in the answer to save_settings): it
+        // stays dismissed, whether it comes as a state or as an event.
+        s.reduce_mut(Action::State(AppState {
+            profile: "default".into(),
+            server: ServerInfo::Embedded {
+                url: "ws://127.0.0.1:7480/ws".into(),
+                hosting: true,
+            },
+            connection: ConnectionState::Online,
+            user: Some(UserId::new("alice").unwrap()),
+            call: ended.clone(),
+            saved: SavedCredentials::default(),
+        }));
+        assert_eq!(s.screen(), Screen::Home);
+        s.reduce_mut(Action::Event(AppEvent::Call { call: ended }));
+        assert_eq!(s.screen(), Screen::Home);
+        // A new call still shows.
+        let mut next = call(CallPhase::Incoming, Direction::Incoming);
+        next.call_id = CallId::new("c2").unwrap();
+        s.reduce_mut(Action::Event(AppEvent::Call { call: Some(next) }));
+        assert_eq!(s.screen(), Screen::Incoming);
     }
 
     #[test]
