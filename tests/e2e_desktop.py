@@ -351,6 +351,27 @@ def remote_server_flow(audit):
         app.shot("10-signed-out")
         log("signed out")
 
+        # Signing in again needs no typing: the user ID, the mode and the SDKAppID are remembered
+        # and the key comes from the keyring.
+        assert app.find("#user-id").get_attribute("value") == "alice"
+        assert app.find("#sdk-app-id").get_attribute("value") == str(SDK)
+        assert "keyring" in (app.find("#secret-key").get_attribute("placeholder") or "")
+        app.find("#sign-in").click()
+        app.find("#home-view")
+        app.wait_text("#connection", "Online")
+        app.find("#sign-out").click()
+        app.find("#sign-in-view")
+        log("signed in again with the key saved in the keyring")
+
+        # Forget the saved credentials: the next sign-in without a key is refused in words.
+        app.find("#forget").click()
+        app.wait_text("#notice", "removed from the keyring")
+        assert not app.d.find_elements(By.CSS_SELECTOR, "#forget"), "still offers to forget"
+        app.find("#sign-in").click()
+        app.wait_text("#error", "No secret key is saved")
+        assert app.find("#error").get_attribute("data-code") == "NoSavedCredentials"
+        log("forgotten credentials are gone from the keyring")
+
         # The window refuses to leave the app (no remote page ever gets the IPC).
         driver.execute_script(f"window.location.href = 'http://127.0.0.1:{port}/healthz'")
         time.sleep(1.5)

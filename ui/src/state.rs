@@ -61,6 +61,8 @@ pub enum Action {
     Settings(Settings),
     /// A call was placed.
     CallStarted(CallView),
+    /// What is saved changed (credentials forgotten).
+    Saved(SavedCredentials),
     Busy,
     /// A command finished without a result worth keeping.
     Done,
@@ -154,6 +156,10 @@ impl UiState {
                 if !stale {
                     self.call = Some(c);
                 }
+            }
+            Action::Saved(saved) => {
+                self.busy = false;
+                self.saved = saved;
             }
             Action::Busy => self.busy = true,
             Action::Done => self.busy = false,

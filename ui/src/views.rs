@@ -179,12 +179,15 @@ pub fn SignIn() -> Html {
         Callback::from(move |_| {
             let api = ctx.api.clone();
             let d = ctx.state.dispatcher();
-            ctx.run(async move { api.forget_credentials().await }, move |_| {
-                d.dispatch(Action::Notice(
-                    "Saved credentials removed from the keyring.".into(),
-                ));
-                Action::Done
-            });
+            ctx.run(
+                async move { api.forget_credentials().await },
+                move |saved| {
+                    d.dispatch(Action::Notice(
+                        "Saved credentials removed from the keyring.".into(),
+                    ));
+                    Action::Saved(saved)
+                },
+            );
         })
     };
     let server = s
