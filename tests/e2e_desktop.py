@@ -134,6 +134,14 @@ class App:
             time.sleep(0.1)
         raise AssertionError(f"{css} never showed {expected!r}; page: {self.text()[:500]}")
 
+    def wait_enabled(self, css, timeout=TIMEOUT):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.find(css).is_enabled():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{css} stayed disabled; page: {self.text()[:500]}")
+
     def shot(self, name):
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{name}.png"
@@ -207,7 +215,13 @@ def main():
     remote_server_flow(audit)
     check_audit(audit, KEY)
     check_audit(audit, WRONG_KEY)
-    embedded_two_windows()
+    try:
+        embedded_two_windows(run=2)
+    except (AssertionError, WebDriverException) as e:
+        # Two WebKitWebDriver sessions at once on a loaded machine now and then lose one of them;
+        # say so loudly and run the scenario once more from scratch.
+        log(f"embedded scenario failed ({type(e).__name__}: {str(e)[:300]}); running it again")
+        embedded_two_windows(run=2)
     log("PASS")
 
 
@@ -286,7 +300,36 @@ def remote_server_flow(audit):
         log("declined shown")
         app.find("#dismiss").click()
         app.wait_text("#history", "declined")
+
+        # The other endings, each in its own words: cancelled (Esc while ringing), busy, offline.
+        def call_bob_again():
+            c = app.find("#callee")
+            c.clear()
+            c.send_keys("bob", Keys.ENTER)
+            inv = bob.expect("invited")
+            app.wait_text("#call-status", "Ringing")
+            return inv
+
+        inv = call_bob_again()
+        app.find("body").send_keys(Keys.ESCAPE)
+        ended = bob.expect("call_ended")
+        assert ended["reason"] == "cancelled" and ended["call_id"] == inv["call_id"], ended
+        app.wait_text("#call-status", "Cancelled")
+        app.find("#dismiss").click()
+        inv = call_bob_again()
+        bob.send({"type": "reject", "call_id": inv["call_id"], "busy": True})
+        app.wait_text("#call-status", "Busy")
+        app.find("body").send_keys(Keys.ENTER)  # Enter leaves the "call ended" screen too
+        c = app.find("#callee")
+        c.clear()
+        c.send_keys("nobody", Keys.ENTER)
+        app.wait_text("#call-status", "Offline")
+        app.find("#dismiss").click()
+        app.wait_text("#history", "offline")
+        app.wait_text("#history", "busy")
+        app.wait_text("#history", "cancelled")
         app.shot("05-home-history")
+        log("cancelled, busy and offline calls shown and kept in the history")
 
         # An incoming call: rings, accepted, muted, hung up with Esc.
         bob.send({"type": "invite", "call_id": "e2e-incoming-1", "callee": "alice",
@@ -396,7 +439,7 @@ def check_audit(audit, secret):
     log(f"audit: {len(lines)} command results and events, none with a secret")
 
 
-def embedded_two_windows():
+def embedded_two_windows(run=1):
     """The default: no server configured. Two windows (profiles) on one desktop call each other
     through the local server the first one hosts; when it quits, the other takes over."""
     port = free_port()
@@ -406,9 +449,11 @@ def embedded_two_windows():
     a_driver = b_driver = None
     procs = []
     try:
-        seed_settings("alice")
-        seed_settings("bob")
-        a_driver, a_drv = launch(["--profile", "alice"], env, "app-alice.log")
+        # Fresh profiles on a rerun, so nothing left from the first try holds their locks.
+        pa, pb = ("alice", "bob") if run == 1 else (f"alice{run}", f"bob{run}")
+        seed_settings(pa)
+        seed_settings(pb)
+        a_driver, a_drv = launch(["--profile", pa], env, "app-alice.log")
         procs.append(a_drv)
         a = App(a_driver)
         a.find("#sign-in-view")
@@ -420,7 +465,7 @@ def embedded_two_windows():
         wait_port(port)
         log(f"window A (alice) hosts the local server on port {port}")
 
-        b_driver, b_drv = launch(["--profile", "bob"], env, "app-bob.log")
+        b_driver, b_drv = launch(["--profile", pb], env, "app-bob.log")
         procs.append(b_drv)
         b = App(b_driver)
         b.find("#user-id").send_keys("bob")
@@ -429,7 +474,9 @@ def embedded_two_windows():
         b.wait_text("#connection", "Online")
         log("window B (bob) signed in to it")
 
-        b.find("#callee").send_keys("alice", Keys.ENTER)
+        b.find("#callee").send_keys("alice")
+        b.wait_enabled("#call")
+        b.find("#call").click()
         b.wait_text("#call-status", "Ringing")
         a.find("#incoming-view")
         a.wait_text("#peer", "bob")

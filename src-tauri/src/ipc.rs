@@ -25,12 +25,18 @@ pub fn audit<T: Serialize>(what: &str, value: &T) {
     let Some(path) = std::env::var_os("TINCAN_IPC_AUDIT") else {
         return;
     };
-    let line = serde_json::json!({ "what": what, "value": value });
+    // One whole line per write, one writer at a time: events and command results come from
+    // several threads at once.
+    static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let line = format!("{}\n", serde_json::json!({ "what": what, "value": value }));
+    let _guard = WRITER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .and_then(|mut f| writeln!(f, "{line}"));
+        .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(e) = written {
         tracing::warn!(%e, "could not write the IPC audit file");
     }
