@@ -601,3 +601,55 @@ async fn embedded_server_is_hosted_shared_and_taken_over() {
         .await;
     b.service.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicked_offline_stops_without_reconnecting() {
+    let mut cfg = tincan_server::ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        SDK,
+        SecretKey::new(KEY.to_owned()),
+    );
+    cfg.switchboard.single_session = true;
+    let srv = tincan_server::start(cfg).await.expect("server starts");
+    let url = format!("ws://{}/ws", srv.local_addr());
+    let a = app(
+        "alice",
+        Some(url.clone()),
+        free_port(),
+        Arc::new(MemoryStore::default()),
+    );
+    a.service
+        .sign_in(secret_key_sign_in("alice", Some(KEY)))
+        .await
+        .expect("sign in");
+    // The same user signs in somewhere else (another device).
+    let _elsewhere = Peer::login(&url, "alice", SDK, KEY).await;
+    let ev = a
+        .rec
+        .wait_for("kicked", |e| matches!(e, AppEvent::KickedOffline { .. }))
+        .await;
+    let AppEvent::KickedOffline { message, .. } = ev else {
+        unreachable!()
+    };
+    assert!(message.contains("signed in somewhere else"), "{message}");
+    a.rec
+        .wait_for("signed out", |e| {
+            matches!(
+                e,
+                AppEvent::Connection {
+                    state: ConnectionState::SignedOut
+                }
+            )
+        })
+        .await;
+    // And it stays out: no reconnect fights the other device.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!a.rec.events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        AppEvent::Connection {
+            state: ConnectionState::Reconnecting { .. }
+        }
+    )));
+    assert_eq!(a.service.state().await.user, None);
+    srv.shutdown().await;
+}
