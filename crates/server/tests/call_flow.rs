@@ -41,8 +41,8 @@ fn ended(m: &ServerMessage) -> (EndReason, Option<String>, Option<u64>) {
     }
 }
 
-/// Alice calls Bob and Bob picks up; returns both clients.
-async fn connected(s: &TestServer, call: &str) -> (Client, Client) {
+/// Alice calls Bob; Bob's one device rings. Returns both clients with those frames read.
+async fn ringing(s: &TestServer, call: &str) -> (Client, Client) {
     let mut alice = s.login("alice", "a1").await;
     let mut bob = s.login("bob", "b1").await;
     alice.send(&invite(call, "bob", None)).await;
@@ -51,6 +51,12 @@ async fn connected(s: &TestServer, call: &str) -> (Client, Client) {
         alice.recv().await,
         ServerMessage::Ringing { devices: 1, .. }
     ));
+    (alice, bob)
+}
+
+/// Alice calls Bob and Bob picks up; returns both clients.
+async fn connected(s: &TestServer, call: &str) -> (Client, Client) {
+    let (mut alice, mut bob) = ringing(s, call).await;
     bob.send(&ClientMessage::Accept { call_id: cid(call) })
         .await;
     assert!(matches!(alice.recv().await, ServerMessage::Accepted { .. }));
@@ -180,11 +186,7 @@ async fn full_call_relays_media_and_reports_duration() {
 #[tokio::test]
 async fn reject_reaches_the_caller() {
     let s = server().await;
-    let mut alice = s.login("alice", "a1").await;
-    let mut bob = s.login("bob", "b1").await;
-    alice.send(&invite("c1", "bob", None)).await;
-    bob.recv().await;
-    alice.recv().await;
+    let (mut alice, mut bob) = ringing(&s, "c1").await;
     bob.send(&ClientMessage::Reject {
         call_id: cid("c1"),
         busy: false,
@@ -211,11 +213,7 @@ async fn busy_callee_gives_line_busy_at_once() {
 #[tokio::test]
 async fn a_callee_may_decline_as_busy() {
     let s = server().await;
-    let mut alice = s.login("alice", "a1").await;
-    let mut bob = s.login("bob", "b1").await;
-    alice.send(&invite("c1", "bob", None)).await;
-    bob.recv().await;
-    alice.recv().await;
+    let (mut alice, mut bob) = ringing(&s, "c1").await;
     bob.send(&ClientMessage::Reject {
         call_id: cid("c1"),
         busy: true,
@@ -259,11 +257,7 @@ async fn a_ringing_caller_is_not_busy() {
 #[tokio::test]
 async fn cancel_stops_the_ringing() {
     let s = server().await;
-    let mut alice = s.login("alice", "a1").await;
-    let mut bob = s.login("bob", "b1").await;
-    alice.send(&invite("c1", "bob", None)).await;
-    bob.recv().await;
-    alice.recv().await;
+    let (mut alice, mut bob) = ringing(&s, "c1").await;
     alice
         .send(&ClientMessage::Cancel { call_id: cid("c1") })
         .await;
@@ -455,11 +449,7 @@ async fn a_peer_vanishing_mid_call_ends_it() {
 #[tokio::test]
 async fn a_ringing_callee_vanishing_ends_the_call() {
     let s = server().await;
-    let mut alice = s.login("alice", "a1").await;
-    let mut bob = s.login("bob", "b1").await;
-    alice.send(&invite("c1", "bob", None)).await;
-    bob.recv().await;
-    alice.recv().await;
+    let (mut alice, bob) = ringing(&s, "c1").await;
     drop(bob);
     assert_eq!(ended(&alice.recv().await).0, EndReason::ConnectionLost);
 }
