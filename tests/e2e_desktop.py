@@ -265,6 +265,7 @@ def remote_server_flow(audit):
         app.find("#home-view")
         app.wait_text("#connection", "Online")
         app.wait_text("#me", "alice")
+        app.wait_enabled("#call")
         app.shot("02-home")
         log("signed in, home view shown")
 
@@ -366,6 +367,7 @@ def remote_server_flow(audit):
         server_url.send_keys("http://not-a-websocket")
         app.find("#save-settings").click()
         app.wait_text("#error", "must start with ws:// or wss://")
+        app.find("#error button").click()
         server_url.clear()
         ring.clear()
         ring.send_keys("45")
@@ -389,6 +391,7 @@ def remote_server_flow(audit):
         app.shot("09-home-360px")
 
         # Sign out.
+        app.wait_enabled("#sign-out")  # disabled while the sign-in command is still finishing
         app.find("#sign-out").click()
         app.find("#sign-in-view")
         app.shot("10-signed-out")
@@ -402,6 +405,7 @@ def remote_server_flow(audit):
         app.find("#sign-in").click()
         app.find("#home-view")
         app.wait_text("#connection", "Online")
+        app.wait_enabled("#sign-out")  # disabled while the sign-in command is still finishing
         app.find("#sign-out").click()
         app.find("#sign-in-view")
         log("signed in again with the key saved in the keyring")
