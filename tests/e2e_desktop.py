@@ -160,6 +160,16 @@ def seed_settings(profile):
     path.write_text(json.dumps(current))
 
 
+def fill_secret_key_form(app, user, key):
+    """Fills the sign-in form in "SDKAppID + secret key" mode (without submitting it)."""
+    app.find("#sign-in-view")
+    Select(app.find("#mode")).select_by_value("secret_key")
+    app.find("#user-id").send_keys(user)
+    app.find("#sdk-app-id").clear()
+    app.find("#sdk-app-id").send_keys(str(SDK))
+    app.find("#secret-key").send_keys(key)
+
+
 def launch(args, env, log_name, attempts=3):
     """Starts tauri-driver (which starts the app with `args`) and opens a WebDriver session. Creating
     the session fails now and then (WebKitWebDriver closes the connection); that is retried."""
@@ -241,13 +251,8 @@ def remote_server_flow(audit):
         app = App(driver)
 
         # Sign in with SDKAppID + secret key.
-        app.find("#sign-in-view")
-        Select(app.find("#mode")).select_by_value("secret_key")
-        app.find("#user-id").send_keys("alice")
-        app.find("#sdk-app-id").clear()
-        app.find("#sdk-app-id").send_keys(str(SDK))
         # A wrong key first: refused in plain words (an {code, message} error across IPC).
-        app.find("#secret-key").send_keys(WRONG_KEY)
+        fill_secret_key_form(app, "alice", WRONG_KEY)
         app.shot("01-sign-in")
         app.find("#sign-in").click()
         app.wait_text("#error", "did not accept your credentials")

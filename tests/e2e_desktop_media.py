@@ -26,10 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "media"))
 
-from e2e_desktop import (APP, KEY, ROOT, SDK, SERVER, SHOTS, App, free_port, launch,  # noqa: E402
-                         log, stop, wait_port)
+from e2e_desktop import (APP, KEY, ROOT, SDK, SERVER, SHOTS, App,  # noqa: E402
+                         fill_secret_key_form, free_port, launch, log, stop, wait_port)
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
 
 import test_media as web  # noqa: E402
 
@@ -81,12 +80,7 @@ def main():
         driver, drv = launch(["--server", url, "--profile", "media"], app_env, "app-media.log")
         procs.append(drv)
         app = App(driver)
-        app.find("#sign-in-view")
-        Select(app.find("#mode")).select_by_value("secret_key")
-        app.find("#user-id").send_keys("alice")
-        app.find("#sdk-app-id").clear()
-        app.find("#sdk-app-id").send_keys(str(SDK))
-        app.find("#secret-key").send_keys(KEY)
+        fill_secret_key_form(app, "alice", KEY)
         app.find("#sign-in").click()
         app.find("#home-view")
         app.wait_text("#connection", "Online")

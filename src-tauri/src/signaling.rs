@@ -555,13 +555,7 @@ impl Task {
             ServerMessage::KickedOffline { reason } => {
                 self.emit(AppEvent::KickedOffline {
                     reason: *reason,
-                    message: match reason {
-                        CloseReason::Replaced => {
-                            "This window signed in again and replaced its old connection.".into()
-                        }
-                        _ => "You were signed out because your account signed in somewhere else."
-                            .into(),
-                    },
+                    message: tincan_ipc::call_view::kicked_offline_message(*reason, "window"),
                 });
                 return Some(SessionEnd::Stopped);
             }

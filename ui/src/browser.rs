@@ -20,8 +20,7 @@ use tincan_ipc::{
     Settings, SignInArgs, SignInCredentials, SignalArgs, StartCallArgs,
 };
 use tincan_proto::{
-    CallId, CallType, ClientMessage, CloseReason, DeviceId, ServerMessage, SigToken, UserId,
-    PROTOCOL_VERSION,
+    CallId, CallType, ClientMessage, DeviceId, ServerMessage, SigToken, UserId, PROTOCOL_VERSION,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -484,13 +483,7 @@ impl BrowserTransport {
             ServerMessage::KickedOffline { reason } => {
                 self.emit(AppEvent::KickedOffline {
                     reason: *reason,
-                    message: match reason {
-                        CloseReason::Replaced => {
-                            "This tab signed in again and replaced its old connection.".into()
-                        }
-                        _ => "You were signed out because your account signed in somewhere else."
-                            .into(),
-                    },
+                    message: tincan_ipc::call_view::kicked_offline_message(*reason, "tab"),
                 });
                 self.signed_out();
             }

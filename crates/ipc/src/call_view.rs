@@ -337,6 +337,17 @@ pub fn signal(
     }
 }
 
+/// What a user is told when the server closes a session because the account signed in again:
+/// `this` names the thing that was signed out ("window", "tab").
+pub fn kicked_offline_message(reason: tincan_proto::CloseReason, this: &str) -> String {
+    match reason {
+        tincan_proto::CloseReason::Replaced => {
+            format!("This {this} signed in again and replaced its old connection.")
+        }
+        _ => "You were signed out because your account signed in somewhere else.".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tincan_proto::switchboard::{Action, LoginError, SessionId, Switchboard};
-use tincan_proto::{ClientMessage, CloseReason, Party, ServerMessage, UserSigKey};
+use tincan_proto::{ClientMessage, CloseReason, Party, UserSigKey};
 use tokio::sync::{mpsc, Notify};
 
 /// What a connection's writer sends next.
@@ -155,14 +155,6 @@ impl Hub {
             {
                 ob.kill.fire(CloseReason::ServerShutdown);
             }
-        }
-    }
-
-    /// Sends one frame to one connection (signed in or not).
-    pub fn send(&self, sid: SessionId, msg: &ServerMessage) {
-        let st = self.lock();
-        if let Some(ob) = st.outboxes.get(&sid) {
-            Self::push(ob, Outbound::Text(msg.encode().into()));
         }
     }
 
