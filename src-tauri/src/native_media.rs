@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tincan_ipc::native_media::{
     NativeCallArgs, NativeDevice, NativeEngineInfo, NativeMediaErrorCode, NativeMediaEvent,
-    NativeMuteArgs, NativeSignalArgs, NativeStartArgs, NativeSwitchArgs, MEASURE_OUTPUT,
-    TEST_TONE_INPUT,
+    NativeMuteArgs, NativeSignalArgs, NativeStartArgs, NativeSwitchArgs, NativeSwitchOutputArgs,
+    MEASURE_OUTPUT, TEST_TONE_INPUT,
 };
 use tincan_ipc::{AppEvent, ErrorCode, IceServer, IpcError};
 use tincan_media::{
@@ -30,11 +30,8 @@ type Sink = Arc<dyn Fn(NativeMediaEvent) + Send + Sync>;
 struct Active {
     call_id: CallId,
     setup: NativeStartArgs,
-    /// `None` for a callee until it accepts.
-    session: Option<MediaSession>,
-    /// The caller's offer and candidates, kept until the callee accepts.
-    held: Vec<MediaSignal>,
-    muted: bool,
+    /// A callee's session runs while its device rings, microphone closed, until it accepts.
+    session: MediaSession,
 }
 
 /// One native media session at a time (a user is in one call at a time).
@@ -47,6 +44,8 @@ fn to_ipc(e: &MediaError) -> (NativeMediaErrorCode, String) {
     let code = match e {
         MediaError::MissingPlugins(_) => NativeMediaErrorCode::MissingPlugins,
         MediaError::NoMicrophone(_) => NativeMediaErrorCode::NoMicrophone,
+        MediaError::PeerUnreachable => NativeMediaErrorCode::PeerUnreachable,
+        MediaError::ConnectionLost => NativeMediaErrorCode::ConnectionLost,
         MediaError::BadRemoteDescription(_) | MediaError::Negotiation(_) => {
             NativeMediaErrorCode::Negotiation
         }
@@ -56,7 +55,15 @@ fn to_ipc(e: &MediaError) -> (NativeMediaErrorCode, String) {
 }
 
 fn ipc_error(e: &MediaError) -> IpcError {
-    IpcError::new(ErrorCode::Internal, e.to_string())
+    let code = match e {
+        MediaError::NoMicrophone(_) | MediaError::NoOutput(_) => ErrorCode::AudioDevice,
+        _ => ErrorCode::Internal,
+    };
+    IpcError::new(code, e.to_string())
+}
+
+fn no_media() -> IpcError {
+    IpcError::new(ErrorCode::InvalidInput, "no media for that call")
 }
 
 /// STUN / TURN URLs as webrtcbin takes them (`stun://host:port`, `turn://user:pass@host:port`).
@@ -167,18 +174,22 @@ impl NativeMedia {
                 None => AudioInput::Pulse(id.to_owned()),
             },
         };
-        let output = match setup.output.as_deref() {
-            None => AudioOutput::Default,
-            Some(MEASURE_OUTPUT) => AudioOutput::Measure,
-            Some(id) => AudioOutput::Pulse(id.to_owned()),
-        };
         EngineConfig {
             input,
-            output,
+            output: Self::output(setup.output.as_deref()),
             echo_cancellation: setup.echo_cancellation,
             stun_server,
             turn_servers,
             ..EngineConfig::default()
+        }
+    }
+
+    /// "measure" is the measuring output (no speakers needed); any other ID is a Pulse device.
+    fn output(id: Option<&str>) -> AudioOutput {
+        match id {
+            None => AudioOutput::Default,
+            Some(MEASURE_OUTPUT) => AudioOutput::Measure,
+            Some(id) => AudioOutput::Pulse(id.to_owned()),
         }
     }
 
@@ -197,12 +208,12 @@ impl NativeMedia {
                 EngineEvent::IceState(IceConnectionState::Connected) => {
                     Some(NativeMediaEvent::Connected { call_id })
                 }
-                EngineEvent::IceState(IceConnectionState::Failed) => Some(NativeMediaEvent::Failed {
-                    call_id,
-                    code: NativeMediaErrorCode::PeerUnreachable,
-                    message: "The call's audio could not reach the other side (a TURN server may be needed).".into(),
-                }),
+                // A failed or dropped connection is the engine's to restart; it reports
+                // ConnectionLost / PeerUnreachable if that does not bring the audio back.
                 EngineEvent::IceState(_) => None,
+                EngineEvent::IceRestart { restarts } => {
+                    Some(NativeMediaEvent::IceRestart { call_id, restarts })
+                }
                 EngineEvent::RemoteAudioStarted => Some(NativeMediaEvent::FirstAudio { call_id }),
                 EngineEvent::LocalLevel(db) | EngineEvent::RemoteLevel(db) => {
                     let local = matches!(ev, EngineEvent::LocalLevel(_));
@@ -268,11 +279,7 @@ impl NativeMedia {
                 };
                 let guard = active.lock().unwrap_or_else(|e| e.into_inner());
                 match guard.as_ref() {
-                    Some(a) if a.call_id == call_id => {
-                        if let Some(s) = &a.session {
-                            s.request_stats();
-                        }
-                    }
+                    Some(a) if a.call_id == call_id => a.session.request_stats(),
                     _ => return,
                 }
             });
@@ -281,98 +288,75 @@ impl NativeMedia {
         }
     }
 
-    /// Starts a call's media. The caller's session opens the microphone and offers at once.
+    /// Starts a call's media. The caller's session opens the microphone and offers at once; the
+    /// callee's is built while the device rings (microphone closed) and takes the offer as it
+    /// comes, so accepting only opens the microphone and answers.
     pub fn start(&self, setup: NativeStartArgs) -> Result<(), IpcError> {
         let mut active = self.lock();
         if let Some(old) = active.take() {
-            if let Some(s) = old.session {
-                s.stop();
-            }
+            old.session.stop();
         }
-        let session = if setup.caller {
-            Some(
-                self.launch(&setup, Role::Offerer)
-                    .map_err(|e| ipc_error(&e))?,
-            )
+        let role = if setup.caller {
+            Role::Offerer
         } else {
-            None
+            Role::Answerer
         };
+        let session = self.launch(&setup, role).map_err(|e| ipc_error(&e))?;
         *active = Some(Active {
             call_id: setup.call_id.clone(),
             setup,
             session,
-            held: Vec::new(),
-            muted: false,
         });
         Ok(())
     }
 
-    /// The callee accepted: open the microphone and answer the held offer.
-    pub fn accept(&self, args: NativeCallArgs) -> Result<(), IpcError> {
+    fn with_call<T>(
+        &self,
+        call_id: &CallId,
+        f: impl FnOnce(&mut Active) -> Result<T, MediaError>,
+    ) -> Result<T, IpcError> {
         let mut guard = self.lock();
-        let Some(a) = guard.as_mut().filter(|a| a.call_id == args.call_id) else {
-            return Err(IpcError::new(
-                ErrorCode::InvalidInput,
-                "no media for that call",
-            ));
-        };
-        if a.session.is_some() {
-            return Ok(());
-        }
-        let setup = a.setup.clone();
-        let session = self
-            .launch(&setup, Role::Answerer)
-            .map_err(|e| ipc_error(&e))?;
-        session.set_muted(a.muted);
-        for s in a.held.drain(..) {
-            session.apply_remote(&s).map_err(|e| ipc_error(&e))?;
-        }
-        a.session = Some(session);
-        Ok(())
+        let a = guard
+            .as_mut()
+            .filter(|a| a.call_id == *call_id)
+            .ok_or_else(no_media)?;
+        f(a).map_err(|e| ipc_error(&e))
+    }
+
+    /// The callee accepted: open the microphone and answer the offer.
+    pub fn accept(&self, args: NativeCallArgs) -> Result<(), IpcError> {
+        self.with_call(&args.call_id, |a| a.session.accept())
     }
 
     /// A signal from the peer.
     pub fn signal(&self, args: NativeSignalArgs) -> Result<(), IpcError> {
-        let mut guard = self.lock();
-        let Some(a) = guard.as_mut().filter(|a| a.call_id == args.call_id) else {
-            return Err(IpcError::new(
-                ErrorCode::InvalidInput,
-                "no media for that call",
-            ));
-        };
-        match &a.session {
-            Some(s) => s.apply_remote(&args.signal).map_err(|e| ipc_error(&e)),
-            None => {
-                a.held.push(args.signal);
-                Ok(())
-            }
-        }
+        self.with_call(&args.call_id, |a| a.session.apply_remote(&args.signal))
     }
 
     pub fn mute(&self, args: NativeMuteArgs) {
-        let mut guard = self.lock();
-        if let Some(a) = guard.as_mut().filter(|a| a.call_id == args.call_id) {
-            a.muted = args.muted;
-            if let Some(s) = &a.session {
-                s.set_muted(args.muted);
-            }
-        }
+        let _ = self.with_call(&args.call_id, |a| {
+            a.session.set_muted(args.muted);
+            Ok(())
+        });
     }
 
     pub fn switch_input(&self, args: NativeSwitchArgs) -> Result<(), IpcError> {
-        let mut guard = self.lock();
-        let Some(a) = guard.as_mut().filter(|a| a.call_id == args.call_id) else {
-            return Err(IpcError::new(
-                ErrorCode::InvalidInput,
-                "no media for that call",
-            ));
-        };
-        a.setup.input = args.input;
-        if let Some(s) = &a.session {
-            s.switch_input(&Self::config(&a.setup).input)
-                .map_err(|e| ipc_error(&e))?;
-        }
-        Ok(())
+        self.with_call(&args.call_id, |a| {
+            a.setup.input = args.input;
+            let input = Self::config(&a.setup).input;
+            a.session.switch_input(&input)
+        })
+    }
+
+    /// Chooses the speaker mid-call; if the new one cannot be opened, the current one keeps
+    /// playing and the error names the device.
+    pub fn switch_output(&self, args: NativeSwitchOutputArgs) -> Result<(), IpcError> {
+        self.with_call(&args.call_id, |a| {
+            a.session
+                .switch_output(&Self::output(args.output.as_deref()))?;
+            a.setup.output = args.output;
+            Ok(())
+        })
     }
 
     /// Ends the call's media and releases the microphone at once.
@@ -380,9 +364,7 @@ impl NativeMedia {
         let mut guard = self.lock();
         if guard.as_ref().is_some_and(|a| a.call_id == args.call_id) {
             if let Some(a) = guard.take() {
-                if let Some(s) = a.session {
-                    s.stop();
-                }
+                a.session.stop();
             }
         }
     }
@@ -432,6 +414,14 @@ pub mod commands {
         args: NativeSwitchArgs,
     ) -> Res<()> {
         m.switch_input(args)
+    }
+
+    #[tauri::command]
+    pub fn native_media_switch_output(
+        m: tauri::State<'_, NativeMedia>,
+        args: NativeSwitchOutputArgs,
+    ) -> Res<()> {
+        m.switch_output(args)
     }
 
     #[tauri::command]

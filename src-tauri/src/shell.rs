@@ -266,6 +266,7 @@ pub fn run(options: Options) {
             native_media::commands::native_media_signal,
             native_media::commands::native_media_mute,
             native_media::commands::native_media_switch_input,
+            native_media::commands::native_media_switch_output,
             native_media::commands::native_media_stop,
         ])
         .on_window_event(|window, event| {

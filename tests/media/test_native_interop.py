@@ -21,8 +21,9 @@ import time
 
 import pytest
 
-from test_media import (ROOT, SDKAPPID, TOLERANCE_HZ, chromium, click, el, log, media, peak,
-                        server, sign_in, wait_for, wait_screen, workdir, dial, back_home)  # noqa: F401
+from test_media import (ROOT, SDKAPPID, TOLERANCE_HZ, chromium, chromium_pids, click, el, freeze, log,
+                        media, peak, server, sign_in, wait_for, wait_screen, workdir, dial,
+                        back_home)  # noqa: F401
 
 NATIVE_BIN = os.environ.get("TINCAN_NATIVE_PEER_BIN",
                             os.path.join(ROOT, "target", "debug", "examples", "native_peer"))
@@ -63,9 +64,10 @@ class NativePeer:
             except ValueError:
                 pass
 
-    def wait(self, name, timeout=20):
+    def wait(self, name, timeout=20, after=0):
+        """The first `name` event, skipping the first `after` events seen (to wait for a later one)."""
         deadline = time.time() + timeout
-        for ev in self.seen:
+        for ev in self.seen[after:]:
             if ev.get("event") == name:
                 return ev
         while time.time() < deadline:
@@ -141,6 +143,96 @@ def test_chromium_calls_native(bob, server):  # noqa: F811
         wait_screen(bob, "callended")
         native.wait("call_ended")
         assert native.finish() == 0
+    finally:
+        if native.proc.poll() is None:
+            native.proc.kill()
+    back_home(bob)
+
+
+def check_browser_hears_native_again(drv, before_packets):
+    """After an ICE restart: Chromium's packet count moves on and it hears the native tone again."""
+    wait_for("Chromium receives packets again",
+             lambda: (media(drv)["packets_received"] or 0) > before_packets + 20
+             or (media(drv)["packets_received"] or 0) < before_packets, 15)
+    hz = wait_for("Chromium hears the native tone again",
+                  lambda: (lambda h: h if h and abs(h - NATIVE_TONE) < TOLERANCE_HZ else None)(peak(drv)), 15)
+    log(f"Chromium hears {hz} Hz again after the restart")
+
+
+def test_native_caller_restarts_ice_when_chromium_freezes(bob, server, workdir):  # noqa: F811
+    """The native engine calls Chromium; Chromium freezes (SIGSTOP) for 6 s. The native caller notices
+    the silence, rebuilds its connection (fresh webrtcbin: new ICE credentials and DTLS certificate) and
+    re-offers with ice_restart; when Chromium thaws it answers, and audio crosses both ways again."""
+    native = NativePeer(server, "--call", "bob", "--seconds", "60")
+    try:
+        native.wait("ringing")
+        wait_screen(bob, "incoming")
+        time.sleep(0.3)
+        click(bob, "#accept")
+        wait_screen(bob, "incall")
+        check_browser_hears_native(bob)
+        native.wait("heard", 15)
+        packets = media(bob)["packets_received"] or 0
+        pids = chromium_pids(os.path.join(workdir, "profile-bob-interop"))
+        assert pids, "bob's Chromium processes"
+        frozen = time.time()
+        freeze(pids, True)
+        try:
+            restart = native.wait("ice_restart", 15)
+            log(f"native caller restarted ICE {time.time() - frozen:.1f} s after Chromium froze: {restart}")
+            time.sleep(max(0.0, 6 - (time.time() - frozen)))
+        finally:
+            freeze(pids, False)
+        n = len(native.seen)
+        heard = native.wait("heard", 20, after=n)
+        first = native.wait("first_audio", 20, after=n)
+        log(f"native hears {heard['hz']:.0f} Hz again, {first['after_restart_ms']} ms after its restart")
+        assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
+        check_browser_hears_native_again(bob, packets)
+        assert el(bob, "#call-status") is not None and media(bob)["error"] is None
+        click(bob, "#hang-up")
+        wait_screen(bob, "callended")
+        native.wait("call_ended")
+        native.finish()
+    finally:
+        if native.proc.poll() is None:
+            native.proc.kill()
+    back_home(bob)
+
+
+def test_chromium_caller_restarts_ice_with_a_frozen_native_callee(bob, server):  # noqa: F811
+    """Chromium calls the native engine; the native process freezes (SIGSTOP) for 6 s. Chromium's ICE
+    drops and it re-offers with ice_restart; the thawed native callee answers from a fresh connection
+    (new DTLS certificate, which Chromium accepts as a DTLS restart), and audio crosses both ways again."""
+    native = NativePeer(server, "--answer", "--seconds", "60")
+    try:
+        wait_for("native signed in", lambda: native.wait("signed_in"), 20)
+        dial(bob, "native")
+        native.wait("invited")
+        wait_screen(bob, "incall", 15)
+        check_browser_hears_native(bob)
+        native.wait("heard", 15)
+        packets = media(bob)["packets_received"] or 0
+        freeze([native.proc.pid], True)
+        try:
+            wait_for("Chromium sees the connection drop",
+                     lambda: media(bob)["ice_state"] in ("disconnected", "failed"), 20)
+            wait_for("Chromium restarts ICE", lambda: (media(bob)["ice_restarts"] or 0) >= 1, 10)
+        finally:
+            freeze([native.proc.pid], False)
+        n = len(native.seen)
+        restart = native.wait("ice_restart", 15, after=n)
+        heard = native.wait("heard", 20, after=n)
+        first = native.wait("first_audio", 20, after=n)
+        log(f"native callee answered the restart ({restart}); hears {heard['hz']:.0f} Hz again, "
+            f"{first['after_restart_ms']} ms after it")
+        assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
+        wait_for("Chromium reconnected", lambda: media(bob)["ice_state"] in ("connected", "completed"), 15)
+        check_browser_hears_native_again(bob, packets)
+        click(bob, "#hang-up")
+        wait_screen(bob, "callended")
+        native.wait("call_ended")
+        native.finish()
     finally:
         if native.proc.poll() is None:
             native.proc.kill()

@@ -75,6 +75,8 @@ pub enum ErrorCode {
     Storage,
     /// This profile is already open in another window.
     ProfileInUse,
+    /// A microphone or speaker could not be opened (the message names it).
+    AudioDevice,
     /// Something failed inside the app.
     Internal,
 }

@@ -17,6 +17,7 @@ pub mod cmd {
     pub const SIGNAL: &str = "native_media_signal";
     pub const MUTE: &str = "native_media_mute";
     pub const SWITCH_INPUT: &str = "native_media_switch_input";
+    pub const SWITCH_OUTPUT: &str = "native_media_switch_output";
     pub const STOP: &str = "native_media_stop";
     pub const DEVICES: &str = "native_media_devices";
 }
@@ -67,6 +68,13 @@ pub struct NativeSwitchArgs {
     pub input: Option<String>,
 }
 
+/// Chooses the speaker mid-call (`None`: the system default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeSwitchOutputArgs {
+    pub call_id: CallId,
+    pub output: Option<String>,
+}
+
 /// The test source: a sine tone instead of a microphone ("tone:HZ"), for trying a call on a
 /// machine without sound hardware.
 pub const TEST_TONE_INPUT: &str = "tone:440";
@@ -88,8 +96,10 @@ pub enum NativeMediaErrorCode {
     /// GStreamer elements are missing; the message names the packages.
     MissingPlugins,
     NoMicrophone,
-    /// Media could not connect (ICE failed).
+    /// Media never connected within 30 s (no network path; a TURN server may be needed).
     PeerUnreachable,
+    /// Media was connected, then lost, and ICE restarts did not bring it back within 30 s.
+    ConnectionLost,
     /// Negotiation failed (an SDP the engine could not use).
     Negotiation,
     /// Anything else inside the pipeline.
@@ -107,8 +117,10 @@ pub enum NativeMediaEvent {
     },
     /// ICE connected: media can flow.
     Connected { call_id: CallId },
-    /// The first audio from the peer was decoded.
+    /// The first audio from the peer was decoded (again after each ICE restart).
     FirstAudio { call_id: CallId },
+    /// The connection broke and was rebuilt (ICE restart); `restarts` counts them in this call.
+    IceRestart { call_id: CallId, restarts: u32 },
     /// Levels in percent of full scale (RMS), about ten times a second.
     Levels {
         call_id: CallId,
@@ -141,6 +153,7 @@ impl NativeMediaEvent {
             NativeMediaEvent::Signal { call_id, .. }
             | NativeMediaEvent::Connected { call_id }
             | NativeMediaEvent::FirstAudio { call_id }
+            | NativeMediaEvent::IceRestart { call_id, .. }
             | NativeMediaEvent::Levels { call_id, .. }
             | NativeMediaEvent::PeerPeak { call_id, .. }
             | NativeMediaEvent::Stats { call_id, .. }

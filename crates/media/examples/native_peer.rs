@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tincan_media::{AudioInput, AudioOutput, EngineConfig, EngineEvent, MediaSession, Role};
 use tincan_proto::{
-    CallId, ClientMessage, DeviceId, MediaSignal, ServerMessage, SigToken, UserId, PROTOCOL_VERSION,
+    CallId, ClientMessage, DeviceId, ServerMessage, SigToken, UserId, PROTOCOL_VERSION,
 };
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -141,9 +141,9 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut call_id: Option<CallId> = None;
     let mut engine: Option<MediaSession> = None;
     let mut connected = false;
-    let mut held: Vec<MediaSignal> = Vec::new();
     let mut accept_at: Option<tokio::time::Instant> = None;
     let mut accepted_at: Option<Instant> = None;
+    let mut restarted_at: Option<Instant> = None;
     let mut streak = 0u32;
     let mut heard = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.seconds);
@@ -186,23 +186,22 @@ async fn run(args: Args) -> Result<bool, String> {
                         report(serde_json::json!({"event": "invited", "caller": caller}));
                         call_id = Some(id);
                         accept_at = Some(tokio::time::Instant::now() + Duration::from_millis(args.answer_delay_ms));
+                        // Ready while ringing (microphone closed): accepting only answers.
+                        engine = Some(start_engine(Role::Answerer)?);
                     }
                     ServerMessage::Accepted { .. } => {
                         connected = true;
                         accepted_at = Some(Instant::now());
                         report(serde_json::json!({"event": "accepted"}));
-                        if engine.is_none() {
-                            let e = start_engine(Role::Answerer)?;
-                            for s in held.drain(..) {
-                                e.apply_remote(&s).map_err(|e| e.to_string())?;
-                            }
-                            engine = Some(e);
+                        if let Some(e) = &engine {
+                            e.accept().map_err(|e| e.to_string())?;
                         }
                     }
-                    ServerMessage::Signal { signal, .. } => match &engine {
-                        Some(e) => e.apply_remote(&signal).map_err(|e| e.to_string())?,
-                        None => held.push(signal),
-                    },
+                    ServerMessage::Signal { signal, .. } => {
+                        if let Some(e) = &engine {
+                            e.apply_remote(&signal).map_err(|e| e.to_string())?;
+                        }
+                    }
                     ServerMessage::CallEnded { reason, duration_ms, .. } => {
                         report(serde_json::json!({"event": "call_ended", "reason": reason, "duration_ms": duration_ms}));
                         break;
@@ -223,7 +222,15 @@ async fn run(args: Args) -> Result<bool, String> {
                 }
                 EngineEvent::RemoteAudioStarted => {
                     let after = accepted_at.map(|t| t.elapsed().as_millis() as u64);
-                    report(serde_json::json!({"event": "first_audio", "after_accept_ms": after}));
+                    let after_restart = restarted_at.map(|t| t.elapsed().as_millis() as u64);
+                    report(serde_json::json!({"event": "first_audio", "after_accept_ms": after, "after_restart_ms": after_restart}));
+                }
+                EngineEvent::IceRestart { restarts } => {
+                    restarted_at = Some(Instant::now());
+                    // What is heard from now on is heard over the new connection.
+                    heard = false;
+                    streak = 0;
+                    report(serde_json::json!({"event": "ice_restart", "restarts": restarts}));
                 }
                 EngineEvent::RemotePeak { hz, db } => {
                     if db > -60.0 && (hz - args.expect).abs() < args.expect * 0.05 {

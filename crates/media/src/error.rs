@@ -16,6 +16,14 @@ pub enum MediaError {
     Negotiation(String),
     #[error("no microphone could be opened: {0}")]
     NoMicrophone(String),
+    #[error("the audio output could not be opened: {0}")]
+    NoOutput(String),
+    /// Media was connected, then lost, and ICE restarts did not bring it back in time.
+    #[error("the audio connection dropped and could not be restored within 30 seconds")]
+    ConnectionLost,
+    /// Media never connected (no network path; a TURN server may be needed).
+    #[error("the other side cannot be reached: no network path for the audio was found")]
+    PeerUnreachable,
     #[error("the media engine has stopped")]
     Stopped,
 }

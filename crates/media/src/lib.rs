@@ -7,21 +7,27 @@
 //!
 //! Sources and sinks are chosen by configuration ([`AudioInput`], [`AudioOutput`]): a microphone and
 //! speakers in the app, a test tone and a measuring sink (spectrum + level) in tests — the same code
-//! path either way.
+//! path either way. Both can be switched mid-call. A broken connection is rebuilt (ICE restart) by the
+//! caller's side, as the web engine does; see [`MediaSession`].
 
 mod analysis;
 mod config;
 mod devices;
 mod error;
+mod pipe;
 mod plugins;
 mod session;
+mod stats;
 
 pub use analysis::peak_frequency;
 pub use config::{AudioInput, AudioOutput, EngineConfig, Role};
 pub use devices::{list_devices, AudioDevice, DeviceKind};
 pub use error::MediaError;
 pub use plugins::{check_plugins, MissingPlugin};
-pub use session::{CallStats, EngineEvent, IceConnectionState, MediaSession};
+pub use session::{
+    EngineEvent, IceConnectionState, MediaSession, GIVE_UP_AFTER, RESTART_AFTER, RESTART_BACKOFF,
+};
+pub use stats::CallStats;
 
 /// Initializes GStreamer once per process.
 pub fn init() -> Result<(), MediaError> {

@@ -1,26 +1,36 @@
-//! One call's media: a GStreamer pipeline around `webrtcbin`.
+//! One call's media, across ICE restarts.
 //!
-//! Send chain: source → resample to 48 kHz mono → [echo cancellation] → mute (volume) → level →
-//! Opus (payload type 111, as browsers offer it) → webrtcbin. Receive chain, linked when the peer's
-//! stream appears: RTP depay → Opus decode → a mixer that always runs (fed by silence too, so the
-//! echo probe exists before the pipeline plays) → [echo probe] → level → [spectrum] → sink.
+//! A [`MediaSession`] owns the current [`Pipe`] (one `webrtcbin` pipeline) and a supervisor thread
+//! that watches it. When the connection breaks (ICE `failed`, `disconnected` for 2 s, or no packet
+//! from the peer for 2 s), the caller's session replaces its pipe with a fresh one and re-offers with
+//! `ice_restart`; the callee's session answers such an offer with a fresh pipe of its own. If media is
+//! not back within 30 s the session reports [`MediaError::ConnectionLost`] (or
+//! [`MediaError::PeerUnreachable`] if it never connected), the same rules as the web engine.
+//!
+//! A callee's session is built while its device rings, with the microphone closed (silence is fed
+//! instead): the peer's offer is applied at once, so accepting only opens the microphone and sends
+//! the answer. That keeps pipeline start-up (and DTLS key generation) out of accept → first audio.
 
-use crate::analysis::peak_frequency;
 use crate::config::{AudioInput, AudioOutput, EngineConfig, Role};
 use crate::error::MediaError;
-use gst::glib;
-use gst::prelude::*;
-use gst_webrtc::{WebRTCICEConnectionState, WebRTCSDPType, WebRTCSessionDescription};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::pipe::{Emit, Observation, Pipe, PipeSpec};
+use crate::stats::CallStats;
+use gst_webrtc::WebRTCICEConnectionState;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tincan_proto::MediaSignal;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
-/// Sample rate of everything inside the pipeline.
-const RATE: u32 = 48_000;
-/// How many times a `create-offer` / `create-answer` that returned no SDP is retried.
-const SDP_RETRIES: u32 = 3;
+/// ICE `disconnected` this long, or no packet from the peer this long, counts as broken.
+pub const RESTART_AFTER: Duration = Duration::from_secs(2);
+/// Media that is not back within this long ends the call.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// A restart that has not connected yet is not repeated before this long.
+pub const RESTART_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the supervisor looks.
+const TICK: Duration = Duration::from_millis(200);
 
 /// ICE connectivity, as webrtcbin reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +64,12 @@ pub enum EngineEvent {
     /// Send this to the peer through the signaling channel.
     Signal(MediaSignal),
     IceState(IceConnectionState),
-    /// The first decoded audio from the peer.
+    /// The first decoded audio from the peer (again after each ICE restart).
     RemoteAudioStarted,
+    /// The connection broke and was rebuilt; `restarts` counts them in this session.
+    IceRestart {
+        restarts: u32,
+    },
     /// The answer to [`MediaSession::request_stats`].
     Stats(CallStats),
     /// Microphone level, dBFS (RMS of the loudest channel).
@@ -70,365 +84,333 @@ pub enum EngineEvent {
     Error(MediaError),
 }
 
-/// Connection quality numbers from webrtcbin's stats.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct CallStats {
-    /// Round-trip time reported by the peer's receiver reports, ms.
-    pub rtt_ms: Option<f64>,
-    /// Inbound jitter, ms.
-    pub jitter_ms: Option<f64>,
-    pub packets_received: u64,
-    pub packets_lost: i64,
-    pub packets_sent: u64,
+/// What the supervisor decides on one look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Nothing,
+    /// Replace the pipe and re-offer (callers only).
+    Restart,
+    /// Media did not come back in time; `ever_connected` tells lost from unreachable.
+    GiveUp {
+        ever_connected: bool,
+    },
 }
 
-impl CallStats {
-    /// Inbound loss in percent.
-    pub fn loss_pct(&self) -> f64 {
-        let total = self.packets_received as f64 + self.packets_lost.max(0) as f64;
-        if total == 0.0 {
-            0.0
-        } else {
-            100.0 * self.packets_lost.max(0) as f64 / total
-        }
-    }
+/// The supervisor's memory: a pure state machine over [`Observation`]s, so its rules are tested
+/// without a network.
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    trouble_since: Option<Instant>,
+    ever_connected: bool,
+    last_restart: Option<Instant>,
+    gave_up: bool,
+    /// A pipe of this session completed an offer / answer; from then on a pipe still negotiating
+    /// (a restart's) is trouble, not ringing.
+    ever_negotiated: bool,
+}
 
-    fn read(reply: &gst::StructureRef) -> Self {
-        let mut out = CallStats::default();
-        for (_, value) in reply.iter() {
-            let Ok(stat) = value.get::<gst::Structure>() else {
-                continue;
+impl Watch {
+    pub fn step(&mut self, role: Role, obs: &Observation, now: Instant) -> Verdict {
+        // Ringing (no answer yet) is not trouble; neither is anything after giving up.
+        self.ever_negotiated |= obs.negotiated;
+        if self.gave_up || !self.ever_negotiated {
+            return Verdict::Nothing;
+        }
+        use IceConnectionState as I;
+        let broken = obs.ice == I::Failed
+            || (obs.ice == I::Disconnected && obs.ice_for >= RESTART_AFTER)
+            || obs.rx_age.is_some_and(|age| age >= RESTART_AFTER);
+        let up = !broken && matches!(obs.ice, I::Connected | I::Completed);
+        if up {
+            self.trouble_since = None;
+            self.ever_connected = true;
+            return Verdict::Nothing;
+        }
+        let since = *self.trouble_since.get_or_insert(now);
+        if now.duration_since(since) >= GIVE_UP_AFTER {
+            self.gave_up = true;
+            return Verdict::GiveUp {
+                ever_connected: self.ever_connected,
             };
-            match stat.name().as_str() {
-                "inbound-rtp" => {
-                    out.packets_received += stat.get::<u64>("packets-received").unwrap_or(0);
-                    out.packets_lost += stat.get::<i64>("packets-lost").unwrap_or(0);
-                    if let Ok(j) = stat.get::<f64>("jitter") {
-                        out.jitter_ms = Some(j * 1000.0);
-                    }
-                }
-                "outbound-rtp" => {
-                    out.packets_sent += stat.get::<u64>("packets-sent").unwrap_or(0);
-                }
-                "remote-inbound-rtp" => {
-                    if let Ok(rtt) = stat.get::<f64>("round-trip-time") {
-                        out.rtt_ms = Some(rtt * 1000.0);
-                    }
-                }
-                _ => {}
-            }
         }
-        out
+        let may_restart = self
+            .last_restart
+            .is_none_or(|t| now.duration_since(t) >= RESTART_BACKOFF);
+        if broken && role == Role::Offerer && may_restart {
+            self.last_restart = Some(now);
+            return Verdict::Restart;
+        }
+        Verdict::Nothing
+    }
+
+    /// A restart the peer asked for (the callee's side) counts against the same backoff.
+    fn restarted(&mut self, now: Instant) {
+        self.last_restart = Some(now);
     }
 }
 
-type Emit = Arc<dyn Fn(EngineEvent) + Send + Sync>;
+struct State {
+    pipe: Arc<Pipe>,
+    next_generation: u64,
+    input: AudioInput,
+    output: AudioOutput,
+    muted: bool,
+    /// An answerer's user accepted (an offerer is accepted from the start).
+    accepted: bool,
+    restarts: u32,
+    watch: Watch,
+}
 
-struct Inner {
-    pipeline: gst::Pipeline,
-    webrtc: gst::Element,
-    volume: gst::Element,
-    source: Mutex<gst::Bin>,
+/// How to build a pipe: fixed for the session's life.
+struct Recipe {
+    cfg: EngineConfig,
+    role: Role,
     emit: Emit,
+    /// The generation whose events are passed on; a replaced pipe's late events are dropped.
+    gate: Arc<AtomicU64>,
+}
+
+impl Recipe {
+    /// Builds and starts a pipe of `generation`, opening the gate for it first (an offerer's pipe
+    /// emits its offer as soon as it plays).
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &self,
+        generation: u64,
+        accepted: bool,
+        input: &AudioInput,
+        output: &AudioOutput,
+        muted: bool,
+        ice_restart: bool,
+    ) -> Result<Arc<Pipe>, MediaError> {
+        let spec = PipeSpec {
+            cfg: &self.cfg,
+            role: self.role,
+            input: accepted.then_some(input),
+            output,
+            muted,
+            ice_restart,
+        };
+        let emit = gated(&self.emit, &self.gate, generation);
+        let pipe = Pipe::build(&spec, emit)?;
+        self.gate.store(generation, Ordering::Release);
+        let real_mic = accepted && !matches!(input, AudioInput::Tone { .. });
+        pipe.play(real_mic)?;
+        Ok(pipe)
+    }
+
+    /// Replaces the current pipe with a fresh one (new ICE agent, credentials, DTLS certificate).
+    /// Returns the restart count, for the event sent once the lock is released.
+    fn replace_pipe(&self, st: &mut State) -> Result<u32, MediaError> {
+        let generation = st.next_generation;
+        st.next_generation += 1;
+        // The old pipe's last events (its ICE closing) are not this call's news.
+        self.gate.store(generation, Ordering::Release);
+        st.pipe.stop();
+        let ice_restart = self.role == Role::Offerer;
+        st.pipe = self.launch(
+            generation,
+            st.accepted,
+            &st.input,
+            &st.output,
+            st.muted,
+            ice_restart,
+        )?;
+        st.restarts += 1;
+        st.watch.restarted(Instant::now());
+        Ok(st.restarts)
+    }
+}
+
+struct Shared {
+    recipe: Recipe,
+    state: Mutex<State>,
     stopped: AtomicBool,
-    bus_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A running media session. Dropping it stops it and releases the microphone.
 pub struct MediaSession {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaSession").finish_non_exhaustive()
+        f.debug_struct("MediaSession")
+            .field("role", &self.shared.recipe.role)
+            .finish_non_exhaustive()
     }
 }
 
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A source element for `input`, as a launch-line fragment.
-fn source_desc(input: &AudioInput) -> String {
-    match input {
-        AudioInput::Default => "autoaudiosrc".to_owned(),
-        AudioInput::Pulse(dev) => format!("pulsesrc device={}", quote(dev)),
-        AudioInput::Tone { hz } => {
-            format!("audiotestsrc is-live=true wave=sine volume=0.4 freq={hz}")
+/// An emitter that passes events on only while `generation` is the session's current one.
+fn gated(emit: &Emit, gate: &Arc<AtomicU64>, generation: u64) -> Emit {
+    let (emit, gate) = (emit.clone(), gate.clone());
+    Arc::new(move |ev| {
+        if gate.load(Ordering::Acquire) == generation {
+            emit(ev);
         }
-    }
-}
-
-/// The capture sub-chain, as a bin with a ghost `src` pad, so it can be swapped mid-call.
-fn source_bin(input: &AudioInput) -> Result<gst::Bin, MediaError> {
-    let desc = format!(
-        "{} ! audioconvert ! audioresample ! capsfilter caps=audio/x-raw,rate={RATE},channels=1",
-        source_desc(input)
-    );
-    gst::parse::bin_from_description(&desc, true).map_err(|e| MediaError::Pipeline(e.to_string()))
-}
-
-/// Links a new capture bin into the send chain (in front of `src_convert`).
-fn attach_source(pipeline: &gst::Pipeline, bin: &gst::Bin) -> Result<(), MediaError> {
-    let convert = pipeline
-        .by_name("src_convert")
-        .ok_or_else(|| MediaError::Pipeline("element src_convert missing".into()))?;
-    pipeline
-        .add(bin)
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    bin.link(&convert)
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    Ok(())
-}
-
-/// webrtcdsp finds its echo probe by name in a process-wide registry, so every session's probe
-/// gets a name of its own.
-fn probe_name() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!("tincan_echo_probe_{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn send_chain(cfg: &EngineConfig, probe: &str) -> String {
-    let dsp = if cfg.echo_cancellation {
-        format!("webrtcdsp name=dsp probe={probe} ! audioconvert ! ")
-    } else {
-        String::new()
-    };
-    let interval = u64::from(cfg.meter_interval_ms) * 1_000_000;
-    format!(
-        "audioconvert name=src_convert ! {dsp}\
-         volume name=mute ! level name=local_level interval={interval} post-messages=true ! \
-         audioconvert ! opusenc ! rtpopuspay pt=111 ! \
-         application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate={RATE} ! \
-         webrtcbin name=webrtc bundle-policy=max-bundle latency={latency}",
-        latency = cfg.jitter_latency_ms
-    )
-}
-
-fn playback_chain(cfg: &EngineConfig, probe: &str) -> String {
-    let probe = if cfg.echo_cancellation {
-        format!("webrtcechoprobe name={probe} ! audioconvert ! ")
-    } else {
-        String::new()
-    };
-    let interval = u64::from(cfg.meter_interval_ms) * 1_000_000;
-    let (spectrum, sink) = match &cfg.output {
-        AudioOutput::Default => (String::new(), "autoaudiosink".to_owned()),
-        AudioOutput::Pulse(dev) => (String::new(), format!("pulsesink device={}", quote(dev))),
-        AudioOutput::Measure => (
-            format!(
-                "spectrum name=spectrum bands=1024 threshold=-90 interval={interval} post-messages=true message-magnitude=true ! "
-            ),
-            "fakesink sync=true".to_owned(),
-        ),
-    };
-    format!(
-        "audiotestsrc is-live=true wave=silence ! audio/x-raw,rate={RATE},channels=1 ! \
-         audiomixer name=mix ! audioconvert ! audioresample ! audio/x-raw,rate={RATE},channels=1 ! {probe}\
-         level name=remote_level interval={interval} post-messages=true ! {spectrum}{sink}"
-    )
+    })
 }
 
 impl MediaSession {
-    /// Builds and starts the pipeline. An [`Role::Offerer`] emits its offer as soon as the pipeline
-    /// runs; an [`Role::Answerer`] waits for [`MediaSession::apply_remote`] with the offer.
+    /// Builds and starts the session. An [`Role::Offerer`] opens the microphone and emits its offer
+    /// at once; an [`Role::Answerer`] applies the offer as it comes but keeps the microphone closed
+    /// and the answer back until [`MediaSession::accept`].
     pub fn start(
         cfg: &EngineConfig,
         role: Role,
         emit: impl Fn(EngineEvent) + Send + Sync + 'static,
     ) -> Result<Self, MediaError> {
         crate::check_plugins()?;
-        let probe = probe_name();
-        let desc = format!(
-            "{} {}",
-            send_chain(cfg, &probe),
-            playback_chain(cfg, &probe)
-        );
-        let pipeline = gst::parse::launch(&desc)
-            .map_err(|e| MediaError::Pipeline(e.to_string()))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| MediaError::Pipeline("not a pipeline".into()))?;
-        let by_name = |name: &str| {
-            pipeline
-                .by_name(name)
-                .ok_or_else(|| MediaError::Pipeline(format!("element {name} missing")))
+        let recipe = Recipe {
+            cfg: cfg.clone(),
+            role,
+            emit: Arc::new(emit),
+            gate: Arc::new(AtomicU64::new(0)),
         };
-        let webrtc = by_name("webrtc")?;
-        let volume = by_name("mute")?;
-        let mixer = by_name("mix")?;
-        let source = source_bin(&cfg.input)?;
-        attach_source(&pipeline, &source)?;
-        if let Some(stun) = &cfg.stun_server {
-            webrtc.set_property_from_str("stun-server", stun);
-        }
-        for turn in &cfg.turn_servers {
-            let _ok: bool = webrtc.emit_by_name("add-turn-server", &[turn]);
-        }
-        let emit: Emit = Arc::new(emit);
-        let inner = Arc::new(Inner {
-            pipeline: pipeline.clone(),
-            webrtc: webrtc.clone(),
-            volume,
-            source: Mutex::new(source),
-            emit: emit.clone(),
+        let accepted = role == Role::Offerer;
+        let pipe = recipe.launch(0, accepted, &cfg.input, &cfg.output, false, false)?;
+        let shared = Arc::new(Shared {
+            recipe,
+            state: Mutex::new(State {
+                pipe,
+                next_generation: 1,
+                input: cfg.input.clone(),
+                output: cfg.output.clone(),
+                muted: false,
+                accepted,
+                restarts: 0,
+                watch: Watch::default(),
+            }),
             stopped: AtomicBool::new(false),
-            bus_thread: Mutex::new(None),
         });
-
-        // Trickle our candidates to the peer.
-        let e = emit.clone();
-        webrtc.connect("on-ice-candidate", false, move |values| {
-            let mline = values.get(1).and_then(|v| v.get::<u32>().ok());
-            let candidate = values.get(2).and_then(|v| v.get::<String>().ok());
-            if let (Some(mline), Some(candidate)) = (mline, candidate) {
-                e(EngineEvent::Signal(MediaSignal::Candidate {
-                    candidate,
-                    sdp_mid: None,
-                    sdp_m_line_index: u16::try_from(mline).ok(),
-                }));
-            }
-            None
-        });
-        let e = emit.clone();
-        webrtc.connect_notify(Some("ice-connection-state"), move |w, _| {
-            let state = w.property::<WebRTCICEConnectionState>("ice-connection-state");
-            e(EngineEvent::IceState(state.into()));
-        });
-        if role == Role::Offerer {
-            let e = emit.clone();
-            webrtc.connect("on-negotiation-needed", false, move |values| {
-                if let Some(w) = values.first().and_then(|v| v.get::<gst::Element>().ok()) {
-                    create_sdp(&w, WebRTCSDPType::Offer, e.clone(), SDP_RETRIES);
-                }
-                None
-            });
-        }
-        // The peer's audio: depay, decode, mix into the playback chain.
-        let e = emit.clone();
-        let pipe = pipeline.downgrade();
-        webrtc.connect_pad_added(move |_, pad| {
-            if pad.direction() != gst::PadDirection::Src {
-                return;
-            }
-            let Some(pipeline) = pipe.upgrade() else {
-                return;
-            };
-            if let Err(err) = link_remote(&pipeline, &mixer, pad, e.clone()) {
-                e(EngineEvent::Error(err));
-            }
-        });
-
-        let bus = pipeline
-            .bus()
-            .ok_or_else(|| MediaError::Pipeline("pipeline has no bus".into()))?;
-        let watcher = inner.clone();
-        let handle = std::thread::Builder::new()
-            .name("tincan-media-bus".into())
-            .spawn(move || watch_bus(&bus, &watcher))
+        let weak = Arc::downgrade(&shared);
+        let supervisor = std::thread::Builder::new()
+            .name("tincan-media-watch".into())
+            .spawn(move || supervise(&weak))
             .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-        if let Ok(mut slot) = inner.bus_thread.lock() {
-            *slot = Some(handle);
-        }
-
-        pipeline.set_state(gst::State::Playing).map_err(|_| {
-            let _ = pipeline.set_state(gst::State::Null);
-            match &cfg.input {
-                AudioInput::Tone { .. } => {
-                    MediaError::Pipeline("the pipeline would not start".into())
-                }
-                _ => MediaError::NoMicrophone("the audio source would not start".into()),
-            }
-        })?;
-        Ok(Self { inner })
+        Ok(Self {
+            shared,
+            supervisor: Mutex::new(Some(supervisor)),
+        })
     }
 
-    /// Applies a signal from the peer: its offer or answer, or one of its ICE candidates.
+    fn check_running(&self) -> Result<(), MediaError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            Err(MediaError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn emit(&self, ev: EngineEvent) {
+        (self.shared.recipe.emit)(ev);
+    }
+
+    /// The callee accepted: the answer goes out at once (or as soon as the offer is set) and the
+    /// configured microphone replaces the silence. An offerer is accepted from the start.
+    pub fn accept(&self) -> Result<(), MediaError> {
+        self.check_running()?;
+        let mut st = lock(&self.shared.state);
+        if st.accepted {
+            return Ok(());
+        }
+        st.accepted = true;
+        // Answer first: opening a microphone can take a while and the answer need not wait for it.
+        st.pipe.accept();
+        let input = st.input.clone();
+        st.pipe.switch_source(&input)
+    }
+
+    /// Applies a signal from the peer: its offer or answer, or one of its ICE candidates. A new
+    /// offer to a callee that already has one is the caller's ICE restart: it is answered from a
+    /// fresh pipe.
     pub fn apply_remote(&self, signal: &MediaSignal) -> Result<(), MediaError> {
-        if self.inner.stopped.load(Ordering::Acquire) {
-            return Err(MediaError::Stopped);
+        self.check_running()?;
+        let recipe = &self.shared.recipe;
+        let mut st = lock(&self.shared.state);
+        let renegotiation = recipe.role == Role::Answerer
+            && matches!(signal, MediaSignal::Offer { .. })
+            && st.pipe.offer_received();
+        if !renegotiation {
+            return st.pipe.apply_remote(signal);
         }
-        let webrtc = &self.inner.webrtc;
-        match signal {
-            MediaSignal::Offer { sdp, .. } => {
-                let desc = parse_sdp(sdp, WebRTCSDPType::Offer)?;
-                let w = webrtc.clone();
-                let e = self.inner.emit.clone();
-                let promise = gst::Promise::with_change_func(move |_reply| {
-                    create_sdp(&w, WebRTCSDPType::Answer, e, SDP_RETRIES);
-                });
-                webrtc.emit_by_name::<()>("set-remote-description", &[&desc, &promise]);
-            }
-            MediaSignal::Answer { sdp } => {
-                let desc = parse_sdp(sdp, WebRTCSDPType::Answer)?;
-                webrtc
-                    .emit_by_name::<()>("set-remote-description", &[&desc, &None::<gst::Promise>]);
-            }
-            MediaSignal::Candidate {
-                candidate,
-                sdp_m_line_index,
-                ..
-            } => {
-                if !candidate.is_empty() {
-                    let mline = u32::from(sdp_m_line_index.unwrap_or(0));
-                    webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, candidate]);
-                }
-            }
-            MediaSignal::EndOfCandidates | MediaSignal::Mute { .. } => {}
+        info!("the peer restarts ICE: answering from a fresh pipe");
+        let restarts = recipe.replace_pipe(&mut st)?;
+        st.pipe.apply_remote(signal)?;
+        if st.accepted {
+            st.pipe.accept();
         }
+        drop(st);
+        self.emit(EngineEvent::IceRestart { restarts });
         Ok(())
+    }
+
+    /// Restarts ICE now (after a network change, say): the caller's session builds a fresh pipe
+    /// and re-offers with `ice_restart`. A callee's session cannot: its caller restarts.
+    pub fn restart_ice(&self) -> Result<(), MediaError> {
+        self.check_running()?;
+        if self.shared.recipe.role != Role::Offerer {
+            return Err(MediaError::Negotiation(
+                "only the caller's side restarts ICE".into(),
+            ));
+        }
+        restart(&self.shared)
+    }
+
+    /// ICE restarts so far.
+    pub fn ice_restarts(&self) -> u32 {
+        lock(&self.shared.state).restarts
     }
 
     /// Mutes or unmutes the microphone (silence is sent, so the connection stays warm).
     pub fn set_muted(&self, muted: bool) {
-        self.inner.volume.set_property("mute", muted);
+        let mut st = lock(&self.shared.state);
+        st.muted = muted;
+        st.pipe.set_muted(muted);
     }
 
     /// Asks webrtcbin for its statistics; the answer comes as [`EngineEvent::Stats`].
     pub fn request_stats(&self) {
-        let emit = self.inner.emit.clone();
-        let promise = gst::Promise::with_change_func(move |reply| {
-            if let Ok(Some(reply)) = reply {
-                emit(EngineEvent::Stats(CallStats::read(reply)));
-            }
-        });
-        self.inner
-            .webrtc
-            .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+        lock(&self.shared.state).pipe.request_stats();
     }
 
     /// Switches the microphone mid-call, without renegotiation: the capture bin is replaced in
-    /// front of the encoder while the connection keeps running.
+    /// front of the encoder while the connection keeps running. Before a callee accepts, only the
+    /// choice is kept (the microphone stays closed while ringing).
     pub fn switch_input(&self, input: &AudioInput) -> Result<(), MediaError> {
-        if self.inner.stopped.load(Ordering::Acquire) {
-            return Err(MediaError::Stopped);
+        self.check_running()?;
+        let mut st = lock(&self.shared.state);
+        st.input = input.clone();
+        if st.accepted {
+            st.pipe.switch_source(input)
+        } else {
+            Ok(())
         }
-        let new = source_bin(input)?;
-        let mut current = self
-            .inner
-            .source
-            .lock()
-            .map_err(|_| MediaError::Pipeline("source lock poisoned".into()))?;
-        let pipeline = &self.inner.pipeline;
-        let _ = current.set_state(gst::State::Null);
-        if let Some(convert) = pipeline.by_name("src_convert") {
-            current.unlink(&convert);
-        }
-        let _ = pipeline.remove(&*current);
-        attach_source(pipeline, &new)?;
-        new.sync_state_with_parent()
-            .map_err(|e| MediaError::NoMicrophone(e.to_string()))?;
-        *current = new;
+    }
+
+    /// Switches the speaker mid-call. The new output is opened before the old one is closed; if it
+    /// cannot be opened, the old one keeps playing and the error says so.
+    pub fn switch_output(&self, output: &AudioOutput) -> Result<(), MediaError> {
+        self.check_running()?;
+        let mut st = lock(&self.shared.state);
+        st.pipe
+            .switch_sink(output, self.shared.recipe.cfg.meter_interval_ms)?;
+        st.output = output.clone();
         Ok(())
     }
 
     /// Stops the pipeline and releases the microphone at once.
     pub fn stop(&self) {
-        if self.inner.stopped.swap(true, Ordering::AcqRel) {
+        if self.shared.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
-        let _ = self.inner.pipeline.set_state(gst::State::Null);
-        let handle = self.inner.bus_thread.lock().ok().and_then(|mut h| h.take());
+        lock(&self.shared.state).pipe.stop();
+        let handle = lock(&self.supervisor).take();
         if let Some(h) = handle {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
@@ -443,144 +425,185 @@ impl Drop for MediaSession {
     }
 }
 
-fn parse_sdp(sdp: &str, kind: WebRTCSDPType) -> Result<WebRTCSessionDescription, MediaError> {
-    let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
-        .map_err(|e| MediaError::BadRemoteDescription(e.to_string()))?;
-    Ok(WebRTCSessionDescription::new(kind, msg))
-}
-
-/// Creates an offer or answer, sets it locally and emits it. webrtcbin now and then answers a
-/// create request without an SDP; that is retried, never passed on empty.
-fn create_sdp(webrtc: &gst::Element, kind: WebRTCSDPType, emit: Emit, retries: u32) {
-    let (signal, field) = match kind {
-        WebRTCSDPType::Offer => ("create-offer", "offer"),
-        _ => ("create-answer", "answer"),
+/// The caller's ICE restart: a fresh pipe whose offer carries `ice_restart`.
+fn restart(shared: &Shared) -> Result<(), MediaError> {
+    let restarts = {
+        let mut st = lock(&shared.state);
+        shared.recipe.replace_pipe(&mut st)?
     };
-    let w = webrtc.clone();
-    let promise = gst::Promise::with_change_func(move |reply| {
-        let desc = match reply {
-            Ok(Some(s)) => s.get::<WebRTCSessionDescription>(field).ok(),
-            _ => None,
-        };
-        let Some(desc) = desc else {
-            warn!(signal, retries, "webrtcbin returned no SDP");
-            if retries > 0 {
-                create_sdp(&w, kind, emit, retries - 1);
-            } else {
-                emit(EngineEvent::Error(MediaError::Negotiation(format!(
-                    "{signal} returned no session description"
-                ))));
-            }
-            return;
-        };
-        w.emit_by_name::<()>("set-local-description", &[&desc, &None::<gst::Promise>]);
-        let sdp = match desc.sdp().as_text() {
-            Ok(t) => t,
-            Err(e) => {
-                emit(EngineEvent::Error(MediaError::Negotiation(e.to_string())));
-                return;
-            }
-        };
-        let signal = match kind {
-            WebRTCSDPType::Offer => MediaSignal::Offer {
-                sdp,
-                ice_restart: false,
-            },
-            _ => MediaSignal::Answer { sdp },
-        };
-        emit(EngineEvent::Signal(signal));
-    });
-    webrtc.emit_by_name::<()>(signal, &[&None::<gst::Structure>, &promise]);
-}
-
-fn link_remote(
-    pipeline: &gst::Pipeline,
-    mixer: &gst::Element,
-    pad: &gst::Pad,
-    emit: Emit,
-) -> Result<(), MediaError> {
-    let bin = gst::parse::bin_from_description(
-        "rtpopusdepay ! opusdec plc=true ! audioconvert ! audioresample",
-        true,
-    )
-    .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    pipeline
-        .add(&bin)
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    let sink = bin
-        .static_pad("sink")
-        .ok_or_else(|| MediaError::Pipeline("decoder has no sink".into()))?;
-    let src = bin
-        .static_pad("src")
-        .ok_or_else(|| MediaError::Pipeline("decoder has no src".into()))?;
-    let mix_pad = mixer
-        .request_pad_simple("sink_%u")
-        .ok_or_else(|| MediaError::Pipeline("mixer refused a pad".into()))?;
-    src.link(&mix_pad)
-        .map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
-    let first = AtomicBool::new(true);
-    src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        if first.swap(false, Ordering::AcqRel) {
-            emit(EngineEvent::RemoteAudioStarted);
-        }
-        gst::PadProbeReturn::Ok
-    });
-    bin.sync_state_with_parent()
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    pad.link(&sink)
-        .map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
-    debug!("remote audio linked");
+    info!(restarts, "ICE restarted with a fresh pipe");
+    (shared.recipe.emit)(EngineEvent::IceRestart { restarts });
     Ok(())
 }
 
-fn rms_db(s: &gst::StructureRef) -> Option<f64> {
-    let rms = s.get::<glib::ValueArray>("rms").ok()?;
-    rms.iter()
-        .filter_map(|v| v.get::<f64>().ok())
-        .max_by(|a, b| a.total_cmp(b))
-}
-
-fn watch_bus(bus: &gst::Bus, inner: &Inner) {
-    while !inner.stopped.load(Ordering::Acquire) {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
+/// Watches the current pipe until the session stops: restarts (caller) and gives up (both sides)
+/// by [`Watch`]'s rules.
+fn supervise(shared: &std::sync::Weak<Shared>) {
+    loop {
+        std::thread::sleep(TICK);
+        let Some(shared) = shared.upgrade() else {
+            return;
         };
-        match msg.view() {
-            gst::MessageView::Error(err) => {
-                let text = format!(
-                    "{} ({})",
-                    err.error(),
-                    err.debug().map(|d| d.to_string()).unwrap_or_default()
-                );
-                (inner.emit)(EngineEvent::Error(MediaError::Pipeline(text)));
-            }
-            gst::MessageView::Element(el) => {
-                let Some(s) = el.structure() else { continue };
-                let source = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
-                match s.name().as_str() {
-                    "level" => {
-                        if let Some(db) = rms_db(s) {
-                            let event = if source == "local_level" {
-                                EngineEvent::LocalLevel(db)
-                            } else {
-                                EngineEvent::RemoteLevel(db)
-                            };
-                            (inner.emit)(event);
-                        }
-                    }
-                    "spectrum" => {
-                        if let Ok(list) = s.get::<gst::List>("magnitude") {
-                            let mags: Vec<f32> =
-                                list.iter().filter_map(|v| v.get::<f32>().ok()).collect();
-                            if let Some((hz, db)) = peak_frequency(&mags, RATE) {
-                                (inner.emit)(EngineEvent::RemotePeak { hz, db });
-                            }
-                        }
-                    }
-                    _ => {}
+        if shared.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let verdict = {
+            let mut st = lock(&shared.state);
+            let obs = st.pipe.observe();
+            st.watch.step(shared.recipe.role, &obs, Instant::now())
+        };
+        match verdict {
+            Verdict::Nothing => {}
+            Verdict::Restart => {
+                if let Err(e) = restart(&shared) {
+                    warn!(%e, "ICE restart failed");
+                    (shared.recipe.emit)(EngineEvent::Error(e));
                 }
             }
-            _ => {}
+            Verdict::GiveUp { ever_connected } => {
+                let e = if ever_connected {
+                    MediaError::ConnectionLost
+                } else {
+                    MediaError::PeerUnreachable
+                };
+                (shared.recipe.emit)(EngineEvent::Error(e));
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(ice: IceConnectionState, ice_for: u64, rx_age: Option<u64>) -> Observation {
+        Observation {
+            ice,
+            ice_for: Duration::from_millis(ice_for),
+            negotiated: true,
+            rx_age: rx_age.map(Duration::from_millis),
+        }
+    }
+
+    use IceConnectionState as I;
+
+    #[test]
+    fn ringing_is_never_trouble() {
+        let mut w = Watch::default();
+        let t0 = Instant::now();
+        let ringing = Observation {
+            negotiated: false,
+            ..obs(I::New, 0, None)
+        };
+        assert_eq!(
+            w.step(Role::Offerer, &ringing, t0 + Duration::from_secs(100)),
+            Verdict::Nothing
+        );
+    }
+
+    #[test]
+    fn the_caller_restarts_a_broken_connection_with_backoff() {
+        let mut w = Watch::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            w.step(Role::Offerer, &obs(I::Connected, 0, Some(20)), t0),
+            Verdict::Nothing
+        );
+        // Disconnected, but not for long yet.
+        assert_eq!(
+            w.step(Role::Offerer, &obs(I::Disconnected, 500, None), t0),
+            Verdict::Nothing
+        );
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(
+            w.step(Role::Offerer, &obs(I::Disconnected, 2000, None), t1),
+            Verdict::Restart
+        );
+        // The fresh pipe fails too: not again before the backoff.
+        assert_eq!(
+            w.step(
+                Role::Offerer,
+                &obs(I::Failed, 0, None),
+                t1 + Duration::from_secs(1)
+            ),
+            Verdict::Nothing
+        );
+        assert_eq!(
+            w.step(
+                Role::Offerer,
+                &obs(I::Failed, 0, None),
+                t1 + RESTART_BACKOFF
+            ),
+            Verdict::Restart
+        );
+        // Back up: trouble forgotten.
+        assert_eq!(
+            w.step(
+                Role::Offerer,
+                &obs(I::Connected, 0, Some(10)),
+                t1 + Duration::from_secs(7)
+            ),
+            Verdict::Nothing
+        );
+        assert!(w.trouble_since.is_none());
+    }
+
+    #[test]
+    fn silence_from_a_connected_peer_counts_as_broken() {
+        let mut w = Watch::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            w.step(Role::Offerer, &obs(I::Connected, 9000, Some(2500)), t0),
+            Verdict::Restart
+        );
+        // The callee waits for its caller's restart, then gives up as "connection lost".
+        let mut callee = Watch::default();
+        assert_eq!(
+            callee.step(Role::Answerer, &obs(I::Connected, 0, Some(10)), t0),
+            Verdict::Nothing
+        );
+        assert_eq!(
+            callee.step(Role::Answerer, &obs(I::Connected, 0, Some(2500)), t0),
+            Verdict::Nothing
+        );
+        assert_eq!(
+            callee.step(
+                Role::Answerer,
+                &obs(I::Connected, 0, Some(32_500)),
+                t0 + GIVE_UP_AFTER
+            ),
+            Verdict::GiveUp {
+                ever_connected: true
+            }
+        );
+        // Once.
+        assert_eq!(
+            callee.step(
+                Role::Answerer,
+                &obs(I::Failed, 0, None),
+                t0 + GIVE_UP_AFTER * 2
+            ),
+            Verdict::Nothing
+        );
+    }
+
+    #[test]
+    fn never_connecting_is_unreachable() {
+        let mut w = Watch::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            w.step(Role::Answerer, &obs(I::Checking, 0, None), t0),
+            Verdict::Nothing
+        );
+        assert_eq!(
+            w.step(
+                Role::Answerer,
+                &obs(I::Checking, 0, None),
+                t0 + GIVE_UP_AFTER
+            ),
+            Verdict::GiveUp {
+                ever_connected: false
+            }
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use tincan_ipc::native_media::{
     cmd, NativeCallArgs, NativeDevice, NativeMediaErrorCode, NativeMediaEvent, NativeMuteArgs,
-    NativeSignalArgs, NativeStartArgs, NativeSwitchArgs,
+    NativeSignalArgs, NativeStartArgs, NativeSwitchArgs, NativeSwitchOutputArgs,
 };
 use tincan_ipc::{CallId, IpcError, MediaSignal};
 use wasm_bindgen::JsValue;
@@ -38,6 +38,7 @@ fn to_media_error(code: NativeMediaErrorCode, message: String) -> MediaError {
         NativeMediaErrorCode::MissingPlugins => MediaErrorCode::WebRtcUnavailable,
         NativeMediaErrorCode::NoMicrophone => MediaErrorCode::NoMicrophone,
         NativeMediaErrorCode::PeerUnreachable => MediaErrorCode::PeerUnreachable,
+        NativeMediaErrorCode::ConnectionLost => MediaErrorCode::ConnectionLost,
         NativeMediaErrorCode::Negotiation | NativeMediaErrorCode::Pipeline => {
             MediaErrorCode::Negotiation
         }
@@ -102,6 +103,7 @@ struct State {
     peer_peak_hz: Option<f64>,
     stats: CallStats,
     connection: String,
+    restarts: u32,
     stopped: bool,
 }
 
@@ -154,6 +156,11 @@ impl NativeSession {
             NativeMediaEvent::Connected { .. } => {
                 self.state.borrow_mut().connection = "connected".into();
                 (self.events)(SessionEvent::Connected);
+            }
+            NativeMediaEvent::IceRestart { restarts, .. } => {
+                let mut st = self.state.borrow_mut();
+                st.restarts = restarts;
+                st.connection = "restarting".into();
             }
             NativeMediaEvent::FirstAudio { .. } => {
                 (self.events)(SessionEvent::FirstAudio(super::webrtc::precise_now_ms()))
@@ -255,12 +262,24 @@ impl MediaSession for NativeSession {
         })
     }
 
-    fn set_output(&self, _device: Option<String>) -> LocalFuture<Result<(), MediaError>> {
-        Box::pin(async {
-            Err(MediaError::new(
-                MediaErrorCode::OutputNotSupported,
-                "The native engine picks the speaker when a call starts; the new choice applies from the next call.",
-            ))
+    fn set_output(&self, device: Option<String>) -> LocalFuture<Result<(), MediaError>> {
+        let api = self.api.clone();
+        let args = NativeSwitchOutputArgs {
+            call_id: self.call_id.clone(),
+            output: device,
+        };
+        Box::pin(async move {
+            api.invoke_typed::<(), _>(cmd::SWITCH_OUTPUT, Some(&args))
+                .await
+                .map_err(|e| {
+                    MediaError::new(
+                        MediaErrorCode::OutputNotSupported,
+                        format!(
+                            "That speaker could not be opened; the current one keeps playing ({}).",
+                            e.message
+                        ),
+                    )
+                })
         })
     }
 
@@ -278,6 +297,10 @@ impl MediaSession for NativeSession {
 
     fn connection_state(&self) -> String {
         self.state.borrow().connection.clone()
+    }
+
+    fn ice_restarts(&self) -> u32 {
+        self.state.borrow().restarts
     }
 
     fn stop(&self) {
