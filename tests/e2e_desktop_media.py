@@ -10,7 +10,9 @@ tincan-server on loopback):
    (660 Hz) and the measuring output: configuration, not a test-only code path;
 2. the app calls bob, who is signed in from Chromium (fake microphone: 1000 Hz); Chromium accepts;
 3. audio crosses both ways: Chromium hears 660 Hz, the app's engine hears 1000 Hz;
-4. the app hangs up; both sides show the call ended with its duration; the app's history lists it.
+4. the app hangs up; both sides show the call ended with its duration; the app's history lists it;
+5. bob calls the app from Chromium; the app (its engine ready while ringing) accepts; audio crosses both
+   ways; the speaker is switched mid-call from the in-call panel; bob hangs up.
 
 Run through scripts/test-desktop.sh (display, session bus, keyring, builds).
 """
@@ -140,7 +142,46 @@ def main():
         app.find("#dismiss").click()
         app.wait_text("#history", "answered")
         log("history lists the answered call")
-        log("PASS desktop native engine <-> Chromium")
+
+        # bob calls the app. While it rings, the native engine is already set up (microphone closed),
+        # so accepting only opens the microphone and answers.
+        web.back_home(browser)
+        web.dial(browser, "alice")
+        app.find("#incoming-view")
+        web.wait_for("the app's media session is ready while ringing",
+                     lambda: (app_media(app) or {}).get("active"), 5)
+        time.sleep(0.5)  # bob's offer reaches the ringing app
+        app.find("#accept").click()
+        app.find("#in-call-view")
+        web.wait_screen(browser, "incall")
+        ma = web.wait_for("the app (callee) hears Chromium",
+                          lambda: (app_media(app) or {}).get("first_audio_at") and app_media(app), 10)
+        log(f"Chromium->desktop(native): accept -> first audio: app {ma['first_audio_at'] - ma['accept_at']:.0f} ms")
+        web.wait_for("Chromium hears the app", lambda: web.media(browser)["first_audio_at"], 10)
+        time.sleep(1.0)
+        hz_app, hz_browser = app_peak(app), web.peak(browser)
+        log(f"callee app hears {hz_app} Hz; Chromium hears {hz_browser} Hz")
+        assert hz_app and abs(hz_app - BROWSER_TONE) < BROWSER_TONE * TOLERANCE, "the callee app must hear Chromium"
+        assert hz_browser and abs(hz_browser - APP_TONE) < APP_TONE * TOLERANCE, "Chromium must hear the callee app"
+
+        # The speaker, switched mid-call from the in-call panel: to the default output, then back to the
+        # measuring one, which hears Chromium again (a fresh sink in the running call).
+        from selenium.webdriver.support.ui import Select
+        Select(app.find("#output-device")).select_by_value("")
+        time.sleep(1.0)
+        log(f"speaker -> default output: media error {(app_media(app) or {}).get('error')}")
+        Select(app.find("#output-device")).select_by_value("measure")
+        time.sleep(1.5)
+        hz_app = app_peak(app)
+        log(f"speaker -> measuring output again: the app hears {hz_app} Hz")
+        assert hz_app and abs(hz_app - BROWSER_TONE) < BROWSER_TONE * TOLERANCE
+        assert (app_media(app) or {}).get("error") is None, app_media(app)
+        app.shot("13-in-call-native-callee")
+        web.click(browser, "#hang-up")
+        app.find("#ended-view")
+        app.wait_text("#call-message", "lasted")
+        web.wait_screen(browser, "callended")
+        log("PASS desktop native engine <-> Chromium (both directions)")
     finally:
         if browser is not None:
             browser.quit()

@@ -18,7 +18,7 @@ use tincan_media::{
     AudioInput, AudioOutput, EngineConfig, EngineEvent, IceConnectionState, MediaError,
     MediaSession, Role,
 };
-use tincan_proto::{CallId, MediaSignal};
+use tincan_proto::CallId;
 
 /// Level events are sent to the UI at most this often.
 const LEVEL_EVERY: Duration = Duration::from_millis(100);
@@ -469,8 +469,9 @@ mod tests {
         assert_eq!(level_pct(-200.0), 0);
     }
 
-    /// Two sessions wired as the UI wires them: the callee holds the caller's early offer until it
-    /// accepts, then audio flows both ways and levels, stats and first-audio events arrive.
+    /// Two sessions wired as the UI wires them: the ringing callee takes the caller's early offer
+    /// and answers when it accepts, then audio flows both ways and levels, stats and first-audio
+    /// events arrive.
     #[test]
     fn a_callee_answers_the_held_offer_on_accept() {
         let call = CallId::new("c1").unwrap();
@@ -521,6 +522,23 @@ mod tests {
                 _ => {}
             }
         }
+        // The speaker switches mid-call; one that cannot open is refused with a stable code and
+        // the call goes on.
+        a.switch_output(NativeSwitchOutputArgs {
+            call_id: call.clone(),
+            output: Some(MEASURE_OUTPUT.into()),
+        })
+        .unwrap();
+        let err = a
+            .switch_output(NativeSwitchOutputArgs {
+                call_id: call.clone(),
+                output: Some("tincan-no-such-speaker".into()),
+            })
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::AudioDevice, "{err:?}");
+        let other = CallId::new("not-this-call").unwrap();
+        let err = a.accept(NativeCallArgs { call_id: other }).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidInput);
         a.stop(NativeCallArgs {
             call_id: call.clone(),
         });
