@@ -333,6 +333,9 @@ pub fn run(options: Options) {
                 }
             });
             app.manage(NativeMedia::new(sink.clone()));
+            // The first call should not wait for GStreamer's first-time work (DTLS key, plugins);
+            // done on a thread of its own.
+            tincan_media::warm_up();
             let service = Service::new(ServiceConfig {
                 profile,
                 credentials: Credentials::new(

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from test_media import (ROOT, SDKAPPID, TOLERANCE_HZ, chromium, chromium_pids, click, el, freeze, log,
-                        media, peak, server, sign_in, wait_for, wait_screen, workdir, dial,
+                        media, peak, screen, server, sign_in, wait_for, wait_screen, workdir, dial,
                         back_home)  # noqa: F401
 
 NATIVE_BIN = os.environ.get("TINCAN_NATIVE_PEER_BIN",
@@ -44,14 +44,14 @@ def bob(workdir, server):  # noqa: F811
 class NativePeer:
     """The native_peer process; its JSON lines arrive on a queue."""
 
-    def __init__(self, server, *args):
+    def __init__(self, server, *args, seconds=40):
         assert os.path.exists(NATIVE_BIN), f"build it: cargo build -p tincan-media --example native_peer ({NATIVE_BIN})"
         ws = server.replace("http://", "ws://") + "/ws"
         self.proc = subprocess.Popen(
             [NATIVE_BIN, "--server", ws, "--sdkappid", str(SDKAPPID), "--user", "native",
              "--dev-sig", server, "--tone", str(NATIVE_TONE), "--expect", str(BROWSER_TONE),
-             "--seconds", "40", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+             "--seconds", str(seconds), *args],
+            stdout=subprocess.PIPE, stderr=open(os.environ.get("NATIVE_PEER_STDERR", os.devnull), "a"), text=True,
         )
         self.events = queue.Queue()
         self.seen = []
@@ -163,7 +163,7 @@ def test_native_caller_restarts_ice_when_chromium_freezes(bob, server, workdir):
     """The native engine calls Chromium; Chromium freezes (SIGSTOP) for 6 s. The native caller notices
     the silence, rebuilds its connection (fresh webrtcbin: new ICE credentials and DTLS certificate) and
     re-offers with ice_restart; when Chromium thaws it answers, and audio crosses both ways again."""
-    native = NativePeer(server, "--call", "bob", "--seconds", "60")
+    native = NativePeer(server, "--call", "bob", seconds=60)
     try:
         native.wait("ringing")
         wait_screen(bob, "incoming")
@@ -189,7 +189,7 @@ def test_native_caller_restarts_ice_when_chromium_freezes(bob, server, workdir):
         log(f"native hears {heard['hz']:.0f} Hz again, {first['after_restart_ms']} ms after its restart")
         assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
         check_browser_hears_native_again(bob, packets)
-        assert el(bob, "#call-status") is not None and media(bob)["error"] is None
+        assert screen(bob) == "incall" and media(bob)["error"] is None, media(bob)
         click(bob, "#hang-up")
         wait_screen(bob, "callended")
         native.wait("call_ended")
@@ -204,7 +204,7 @@ def test_chromium_caller_restarts_ice_with_a_frozen_native_callee(bob, server): 
     """Chromium calls the native engine; the native process freezes (SIGSTOP) for 6 s. Chromium's ICE
     drops and it re-offers with ice_restart; the thawed native callee answers from a fresh connection
     (new DTLS certificate, which Chromium accepts as a DTLS restart), and audio crosses both ways again."""
-    native = NativePeer(server, "--answer", "--seconds", "60")
+    native = NativePeer(server, "--answer", seconds=60)
     try:
         wait_for("native signed in", lambda: native.wait("signed_in"), 20)
         dial(bob, "native")

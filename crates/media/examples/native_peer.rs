@@ -55,7 +55,14 @@ struct Args {
     hang_up: bool,
 }
 
-fn report(v: serde_json::Value) {
+/// Prints one JSON line, stamped with milliseconds since the process started (`t_ms`), so a test
+/// can see where the time between accept and first audio goes.
+fn report(mut v: serde_json::Value) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed().as_millis() as u64;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("t_ms".into(), t.into());
+    }
     println!("{v}");
 }
 
@@ -103,6 +110,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<bool, String> {
     tincan_media::check_plugins().map_err(|e| e.to_string())?;
+    tincan_media::warm_up();
     let sig = match (&args.sig, &args.dev_sig) {
         (Some(s), _) => s.clone(),
         (None, Some(base)) => dev_sig(base, &args.user).await?,
@@ -198,6 +206,9 @@ async fn run(args: Args) -> Result<bool, String> {
                         }
                     }
                     ServerMessage::Signal { signal, .. } => {
+                        if let tincan_proto::MediaSignal::Offer { ice_restart, .. } = &signal {
+                            report(serde_json::json!({"event": "offer_received", "ice_restart": ice_restart}));
+                        }
                         if let Some(e) = &engine {
                             e.apply_remote(&signal).map_err(|e| e.to_string())?;
                         }
@@ -214,6 +225,9 @@ async fn run(args: Args) -> Result<bool, String> {
             }
             Some(ev) = ev_rx.recv() => match ev {
                 EngineEvent::Signal(signal) => {
+                    if let tincan_proto::MediaSignal::Offer { .. } | tincan_proto::MediaSignal::Answer { .. } = &signal {
+                        report(serde_json::json!({"event": "sdp_sent", "kind": if matches!(signal, tincan_proto::MediaSignal::Offer { .. }) { "offer" } else { "answer" }}));
+                    }
                     if let Some(id) = &call_id {
                         if connected || args.call.is_some() {
                             tx.send(send(ClientMessage::Signal { call_id: id.clone(), signal })).await.map_err(|e| e.to_string())?;

@@ -45,6 +45,73 @@ pub(crate) struct PipeSpec<'a> {
     pub muted: bool,
     /// An offerer's offer is marked as an ICE restart (a pipe that replaces a failed one).
     pub ice_restart: bool,
+    /// A DTLS certificate and key (PEM) of this pipe's own. A pipe that replaces another needs
+    /// one: GStreamer's DTLS elements otherwise share one certificate per process, and a peer
+    /// that sees the same fingerprint after an ICE restart (Chromium) keeps its old DTLS
+    /// association, which the fresh pipe does not have.
+    pub certificate: Option<Certificate>,
+}
+
+/// A pipe's own DTLS certificate.
+#[derive(Clone)]
+pub(crate) struct Certificate {
+    /// Certificate and private key, PEM, as GStreamer's DTLS elements take them.
+    pem: String,
+    /// SHA-256 of the certificate's DER, as SDP writes it ("AB:CD:…").
+    fingerprint: String,
+}
+
+/// A new self-signed DTLS certificate (ECDSA P-256, as browsers make them) and its private key.
+/// GStreamer's own `GstDtlsCertificate` would do, but its `pem` property gives the certificate
+/// without the key.
+pub(crate) fn fresh_certificate() -> Result<Certificate, MediaError> {
+    use sha2::Digest;
+    let made = rcgen::generate_simple_self_signed(vec!["tincan".to_owned()])
+        .map_err(|e| MediaError::Pipeline(format!("no DTLS certificate: {e}")))?;
+    let digest = sha2::Sha256::digest(made.cert.der());
+    let fingerprint = digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Ok(Certificate {
+        pem: format!("{}{}", made.cert.pem(), made.signing_key.serialize_pem()),
+        fingerprint,
+    })
+}
+
+/// Writes the certificate's true fingerprint into our SDP. GStreamer 1.22's webrtcbin makes the
+/// fingerprint by decoding every base64 line of the transport's PEM, so with a PEM that carries its
+/// key (as one we supply must) it hashes certificate and key together, and a browser that checks
+/// the fingerprint (all of them) refuses the handshake ("certificate unknown").
+fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=fingerprint:") {
+            out.push_str("a=fingerprint:sha-256 ");
+            out.push_str(fingerprint);
+            out.push_str("\r\n");
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Gives every DTLS decoder in `element` (itself, or inside it if it is a bin) this certificate.
+/// webrtcbin binds its DTLS transport's `certificate` (from which the SDP fingerprint is made) to
+/// the decoder's `pem`.
+fn use_certificate(element: &gst::Element, pem: &str) {
+    let is_dtls = |e: &gst::Element| e.factory().is_some_and(|f| f.name() == "dtlssrtpdec");
+    if is_dtls(element) {
+        element.set_property("pem", pem);
+    } else if let Some(bin) = element.downcast_ref::<gst::Bin>() {
+        for child in bin.iterate_recurse().into_iter().flatten() {
+            if is_dtls(&child) {
+                child.set_property("pem", pem);
+            }
+        }
+    }
 }
 
 /// What the session's supervisor reads to judge the connection.
@@ -62,6 +129,8 @@ pub(crate) struct Observation {
 /// Shared with the pipeline's callbacks, which run on GStreamer's threads: atomics and short locks
 /// only, never the session's lock.
 struct Liveness {
+    /// This pipe's own certificate's fingerprint, written into our SDP (see [`with_fingerprint`]).
+    fingerprint: Option<Arc<str>>,
     epoch: Instant,
     ice: Mutex<(IceConnectionState, Instant)>,
     /// Milliseconds after `epoch` (plus one) of the last RTP packet from the peer; 0 before any.
@@ -70,9 +139,10 @@ struct Liveness {
 }
 
 impl Liveness {
-    fn new() -> Self {
+    fn new(fingerprint: Option<Arc<str>>) -> Self {
         let now = Instant::now();
         Self {
+            fingerprint,
             epoch: now,
             ice: Mutex::new((IceConnectionState::New, now)),
             last_rx: AtomicU64::new(0),
@@ -232,7 +302,24 @@ impl Pipe {
         for turn in &cfg.turn_servers {
             let _ok: bool = webrtc.emit_by_name("add-turn-server", &[turn]);
         }
-        let live = Arc::new(Liveness::new());
+        let fingerprint: Option<Arc<str>> = spec
+            .certificate
+            .as_ref()
+            .map(|c| c.fingerprint.as_str().into());
+        if let Some(pem) = spec.certificate.as_ref().map(|c| c.pem.clone()) {
+            // Before anything plays: an offerer's transport exists already (made with its sink
+            // pad), and its DTLS encoder takes the decoder's connection when it goes to READY, so
+            // the certificate must be in place by then. Transports made later (an answerer's, at
+            // the remote offer) get it as they are added, before their state is synced.
+            use_certificate(&webrtc, &pem);
+            webrtc.connect("deep-element-added", false, move |values| {
+                if let Some(element) = values.get(2).and_then(|v| v.get::<gst::Element>().ok()) {
+                    use_certificate(&element, &pem);
+                }
+                None
+            });
+        }
+        let live = Arc::new(Liveness::new(fingerprint));
         let answering = Arc::new(Mutex::new(Answering::default()));
 
         // Trickle our candidates to the peer.
@@ -611,7 +698,10 @@ fn create_sdp(webrtc: &gst::Element, kind: Done, emit: Emit, live: Arc<Liveness>
         };
         w.emit_by_name::<()>("set-local-description", &[&desc, &None::<gst::Promise>]);
         let sdp = match desc.sdp().as_text() {
-            Ok(t) => t,
+            Ok(t) => match &live.fingerprint {
+                Some(fp) => with_fingerprint(&t, fp),
+                None => t,
+            },
             Err(e) => {
                 emit(EngineEvent::Error(MediaError::Negotiation(e.to_string())));
                 return;
@@ -721,5 +811,23 @@ fn watch_bus(bus: &gst::Bus, stopped: &AtomicBool, emit: &Emit) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_sdp_carries_the_certificates_own_fingerprint() {
+        let c = fresh_certificate().unwrap();
+        assert!(c.pem.contains("BEGIN CERTIFICATE") && c.pem.contains("PRIVATE KEY"));
+        assert_eq!(c.fingerprint.len(), 32 * 3 - 1);
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fingerprint:sha-256 00:11\r\na=setup:actpass\r\n";
+        let out = with_fingerprint(sdp, &c.fingerprint);
+        assert_eq!(
+            out,
+            format!("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fingerprint:sha-256 {}\r\na=setup:actpass\r\n", c.fingerprint)
+        );
     }
 }

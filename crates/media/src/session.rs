@@ -183,6 +183,13 @@ impl Recipe {
         muted: bool,
         ice_restart: bool,
     ) -> Result<Arc<Pipe>, MediaError> {
+        // The first pipe uses the process's certificate (made ahead by `warm_up`); a replacement
+        // gets one of its own, so the peer sees a new fingerprint and restarts DTLS too.
+        let certificate = if generation > 0 {
+            Some(crate::pipe::fresh_certificate()?)
+        } else {
+            None
+        };
         let spec = PipeSpec {
             cfg: &self.cfg,
             role: self.role,
@@ -190,6 +197,7 @@ impl Recipe {
             output,
             muted,
             ice_restart,
+            certificate,
         };
         let emit = gated(&self.emit, &self.gate, generation);
         let pipe = Pipe::build(&spec, emit)?;
@@ -266,6 +274,7 @@ impl MediaSession {
         emit: impl Fn(EngineEvent) + Send + Sync + 'static,
     ) -> Result<Self, MediaError> {
         crate::check_plugins()?;
+        crate::warm_up();
         let recipe = Recipe {
             cfg: cfg.clone(),
             role,
