@@ -83,6 +83,10 @@ class NativePeer:
                 return ev
         raise AssertionError(f"native peer never reported {name}; saw {self.seen}")
 
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+
     def finish(self):
         try:
             self.proc.wait(10)
@@ -90,6 +94,14 @@ class NativePeer:
             if self.proc.poll() is None:
                 self.proc.kill()
         return self.proc.returncode
+
+
+def hang_up_from_browser(drv, native):
+    """Chromium hangs up; the native peer hears the call end. Returns the native peer's exit status."""
+    click(drv, "#hang-up")
+    wait_screen(drv, "callended")
+    native.wait("call_ended")
+    return native.finish()
 
 
 def check_browser_hears_native(drv):
@@ -116,13 +128,9 @@ def test_native_calls_chromium(bob, server):  # noqa: F811
         log(f"native->Chromium: accept -> first audio: Chromium {mb['first_audio_at'] - mb['accept_at']:.0f} ms, "
             f"native {first['after_accept_ms']} ms; native hears {heard['hz']:.0f} Hz")
         assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
-        click(bob, "#hang-up")
-        wait_screen(bob, "callended")
-        native.wait("call_ended")
-        assert native.finish() == 0, "native peer heard the browser"
+        assert hang_up_from_browser(bob, native) == 0, "native peer heard the browser"
     finally:
-        if native.proc.poll() is None:
-            native.proc.kill()
+        native.kill()
     back_home(bob)
 
 
@@ -139,13 +147,9 @@ def test_chromium_calls_native(bob, server):  # noqa: F811
         log(f"Chromium->native: accept -> first audio: native {first['after_accept_ms']} ms; "
             f"native hears {heard['hz']:.0f} Hz")
         assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
-        click(bob, "#hang-up")
-        wait_screen(bob, "callended")
-        native.wait("call_ended")
-        assert native.finish() == 0
+        assert hang_up_from_browser(bob, native) == 0
     finally:
-        if native.proc.poll() is None:
-            native.proc.kill()
+        native.kill()
     back_home(bob)
 
 
@@ -190,13 +194,9 @@ def test_native_caller_restarts_ice_when_chromium_freezes(bob, server, workdir):
         assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
         check_browser_hears_native_again(bob, packets)
         assert screen(bob) == "incall" and media(bob)["error"] is None, media(bob)
-        click(bob, "#hang-up")
-        wait_screen(bob, "callended")
-        native.wait("call_ended")
-        native.finish()
+        hang_up_from_browser(bob, native)
     finally:
-        if native.proc.poll() is None:
-            native.proc.kill()
+        native.kill()
     back_home(bob)
 
 
@@ -229,11 +229,7 @@ def test_chromium_caller_restarts_ice_with_a_frozen_native_callee(bob, server): 
         assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
         wait_for("Chromium reconnected", lambda: media(bob)["ice_state"] in ("connected", "completed"), 15)
         check_browser_hears_native_again(bob, packets)
-        click(bob, "#hang-up")
-        wait_screen(bob, "callended")
-        native.wait("call_ended")
-        native.finish()
+        hang_up_from_browser(bob, native)
     finally:
-        if native.proc.poll() is None:
-            native.proc.kill()
+        native.kill()
     back_home(bob)

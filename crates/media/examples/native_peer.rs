@@ -110,7 +110,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<bool, String> {
     tincan_media::check_plugins().map_err(|e| e.to_string())?;
-    tincan_media::warm_up();
+    // As an app does long before its first call (the DTLS key, the plugins).
+    tincan_media::warm_up_blocking();
     let sig = match (&args.sig, &args.dev_sig) {
         (Some(s), _) => s.clone(),
         (None, Some(base)) => dev_sig(base, &args.user).await?,

@@ -36,36 +36,44 @@ pub fn init() -> Result<(), MediaError> {
 
 /// Does once per process, on a thread of its own, the slow first-time work of a call, so no call
 /// waits for it: GStreamer's DTLS elements generate the process's DTLS key and certificate when the
-/// first one is made (RSA 2048: 150–300 ms here), and the first WebRTC, Opus and SRTP elements load
-/// their plugins. Without this, a callee that accepts within a moment of ringing waits that long
-/// for its answer. Cheap to call again.
+/// first one is made (RSA 2048: 150–300 ms here, more under load), and the first WebRTC, Opus and
+/// SRTP elements load their plugins. Without this, a callee that accepts within a moment of ringing
+/// waits that long for its answer. Cheap to call again.
 pub fn warm_up() {
+    static SPAWNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SPAWNED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("tincan-media-warm-up".into())
+        .spawn(warm_up_blocking);
+    if let Err(e) = spawned {
+        tracing::warn!(%e, "no warm-up thread");
+    }
+}
+
+/// [`warm_up`] on the calling thread: returns once the work is done (at once if it was done
+/// before; waits for it if another thread is doing it).
+pub fn warm_up_blocking() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("tincan-media-warm-up".into())
-            .spawn(|| {
-                if init().is_err() {
-                    return;
-                }
-                let started = std::time::Instant::now();
-                for name in [
-                    "dtlssrtpdec",
-                    "dtlssrtpenc",
-                    "webrtcbin",
-                    "opusenc",
-                    "opusdec",
-                ] {
-                    // A missing element is check_plugins()'s to report.
-                    let _ = gst::ElementFactory::make(name).build();
-                }
-                tracing::debug!(
-                    ms = started.elapsed().as_millis() as u64,
-                    "media engine warmed up"
-                );
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(%e, "no warm-up thread");
+        if init().is_err() {
+            return;
         }
+        let started = std::time::Instant::now();
+        for name in [
+            "dtlssrtpdec",
+            "dtlssrtpenc",
+            "webrtcbin",
+            "opusenc",
+            "opusdec",
+        ] {
+            // A missing element is check_plugins()'s to report.
+            let _ = gst::ElementFactory::make(name).build();
+        }
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "media engine warmed up"
+        );
     });
 }

@@ -644,11 +644,16 @@ impl Pipe {
             return;
         }
         let _ = self.pipeline.set_state(gst::State::Null);
-        let handle = lock(&self.bus_thread).take();
-        if let Some(h) = handle {
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
-            }
+        join(lock(&self.bus_thread).take());
+    }
+}
+
+/// Waits for a helper thread to end, unless it is the calling thread (a session stopped from its
+/// own event callback).
+pub(crate) fn join(handle: Option<JoinHandle<()>>) {
+    if let Some(h) = handle {
+        if h.thread().id() != std::thread::current().id() {
+            let _ = h.join();
         }
     }
 }

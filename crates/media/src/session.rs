@@ -419,12 +419,7 @@ impl MediaSession {
             return;
         }
         lock(&self.shared.state).pipe.stop();
-        let handle = lock(&self.supervisor).take();
-        if let Some(h) = handle {
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
-            }
-        }
+        crate::pipe::join(lock(&self.supervisor).take());
     }
 }
 
