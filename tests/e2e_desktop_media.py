@@ -9,7 +9,8 @@ tincan-server on loopback):
 1. the app signs in (SDKAppID + secret key), and its settings choose the test-tone microphone
    (660 Hz) and the measuring output: configuration, not a test-only code path;
 2. the app calls bob, who is signed in from Chromium (fake microphone: 1000 Hz); Chromium accepts;
-3. audio crosses both ways: Chromium hears 660 Hz, the app's engine hears 1000 Hz;
+3. audio crosses both ways: Chromium hears 660 Hz, the app's engine hears 1000 Hz; Chromium freezes for
+   6 s, the app restarts ICE, and audio crosses both ways again;
 4. the app hangs up; both sides show the call ended with its duration; the app's history lists it;
 5. bob calls the app from Chromium; the app (its engine ready while ringing) accepts; audio crosses both
    ways; the speaker is switched mid-call from the in-call panel; bob hangs up.
@@ -128,6 +129,29 @@ def main():
         assert hz_app and abs(hz_app - BROWSER_TONE) < BROWSER_TONE * TOLERANCE, "the app must hear Chromium's tone"
         assert ma.get("packets_received") is not None
         app.shot("11-in-call-native-engine")
+
+        # Chromium freezes (SIGSTOP) for 6 s: the app's native engine notices the silence, rebuilds its
+        # connection and re-offers (ICE restart); when Chromium thaws, audio crosses both ways again and
+        # the call never left the in-call view.
+        pids = web.chromium_pids(os.path.join(work, "profile-bob-desktop"))
+        assert pids, "bob's Chromium processes"
+        frozen = time.time()
+        web.freeze(pids, True)
+        try:
+            web.wait_for("the app restarts ICE", lambda: ((app_media(app) or {}).get("ice_restarts") or 0) >= 1, 15)
+            log(f"the app restarted ICE {time.time() - frozen:.1f} s after Chromium froze")
+            time.sleep(max(0.0, 6 - (time.time() - frozen)))
+        finally:
+            web.freeze(pids, False)
+        thawed = time.time()
+        web.wait_for("the app hears Chromium again",
+                     lambda: (lambda h: h if h and abs(h - BROWSER_TONE) < BROWSER_TONE * TOLERANCE else None)(app_peak(app, 4))
+                     and (app_media(app) or {}).get("ice_state") == "connected", 30)
+        web.wait_for("Chromium hears the app again",
+                     lambda: (lambda h: h if h and abs(h - APP_TONE) < APP_TONE * TOLERANCE else None)(web.peak(browser)), 15)
+        log(f"audio back both ways {time.time() - thawed:.1f} s after Chromium thawed")
+        app.find("#in-call-view")
+        assert (app_media(app) or {}).get("error") is None, app_media(app)
 
         # Hang up from the app: both sides show the end with the duration; history lists it.
         time.sleep(1.0)

@@ -205,9 +205,10 @@ impl NativeMedia {
             let call_id = call_id.clone();
             let out = match ev {
                 EngineEvent::Signal(signal) => Some(NativeMediaEvent::Signal { call_id, signal }),
-                EngineEvent::IceState(IceConnectionState::Connected) => {
-                    Some(NativeMediaEvent::Connected { call_id })
-                }
+                // libnice often goes from checking straight to completed.
+                EngineEvent::IceState(
+                    IceConnectionState::Connected | IceConnectionState::Completed,
+                ) => Some(NativeMediaEvent::Connected { call_id }),
                 // A failed or dropped connection is the engine's to restart; it reports
                 // ConnectionLost / PeerUnreachable if that does not bring the audio back.
                 EngineEvent::IceState(_) => None,
