@@ -98,18 +98,26 @@ fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
     out
 }
 
-/// Gives every DTLS decoder in `element` (itself, or inside it if it is a bin) this certificate.
-/// webrtcbin binds its DTLS transport's `certificate` (from which the SDP fingerprint is made) to
-/// the decoder's `pem`.
-fn use_certificate(element: &gst::Element, pem: &str) {
-    let is_dtls = |e: &gst::Element| e.factory().is_some_and(|f| f.name() == "dtlssrtpdec");
-    if is_dtls(element) {
-        element.set_property("pem", pem);
-    } else if let Some(bin) = element.downcast_ref::<gst::Bin>() {
+/// Gives every DTLS decoder in `element` (itself, or inside it if it is a bin) that is not in
+/// `done` this certificate, and adds it to `done`. webrtcbin binds its DTLS transport's
+/// `certificate` (from which the SDP fingerprint is made) to the decoder's `pem`.
+///
+/// Once only per decoder, and before its transport's encoder goes to READY: setting `pem` makes
+/// the decoder a new DTLS connection, and an encoder that already took the old one would answer
+/// the handshake with the other certificate.
+fn use_certificate(element: &gst::Element, pem: &str, done: &Mutex<Vec<String>>) {
+    let mut done = lock(done);
+    let mut apply = |e: &gst::Element| {
+        let name = e.name().to_string();
+        if e.factory().is_some_and(|f| f.name() == "dtlssrtpdec") && !done.contains(&name) {
+            e.set_property("pem", pem);
+            done.push(name);
+        }
+    };
+    apply(element);
+    if let Some(bin) = element.downcast_ref::<gst::Bin>() {
         for child in bin.iterate_recurse().into_iter().flatten() {
-            if is_dtls(&child) {
-                child.set_property("pem", pem);
-            }
+            apply(&child);
         }
     }
 }
@@ -311,10 +319,11 @@ impl Pipe {
             // pad), and its DTLS encoder takes the decoder's connection when it goes to READY, so
             // the certificate must be in place by then. Transports made later (an answerer's, at
             // the remote offer) get it as they are added, before their state is synced.
-            use_certificate(&webrtc, &pem);
+            let done = Arc::new(Mutex::new(Vec::new()));
+            use_certificate(&webrtc, &pem, &done);
             webrtc.connect("deep-element-added", false, move |values| {
                 if let Some(element) = values.get(2).and_then(|v| v.get::<gst::Element>().ok()) {
-                    use_certificate(&element, &pem);
+                    use_certificate(&element, &pem, &done);
                 }
                 None
             });
