@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "media"))
 from e2e_desktop import (APP, KEY, ROOT, SDK, SERVER, SHOTS, App,  # noqa: E402
                          fill_secret_key_form, free_port, launch, log, stop, wait_port)
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
 
 import test_media as web  # noqa: E402
 
@@ -190,7 +191,6 @@ def main():
 
         # The speaker, switched mid-call from the in-call panel: to the default output, then back to the
         # measuring one, which hears Chromium again (a fresh sink in the running call).
-        from selenium.webdriver.support.ui import Select
         Select(app.find("#output-device")).select_by_value("")
         time.sleep(1.0)
         log(f"speaker -> default output: media error {(app_media(app) or {}).get('error')}")

@@ -10,6 +10,7 @@ Environment (scripts/test-media.sh sets them):
   TINCAN_SERVER_BIN       path of the tincan-server binary
   TINCAN_UI_DIST          the trunk `dist` folder
   TINCAN_NATIVE_PEER_BIN  path of the native_peer example binary
+Optional: NATIVE_PEER_STDERR=<file> keeps native_peer's stderr (with GST_DEBUG, GStreamer's log).
 """
 
 import json

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tincan_media::{AudioInput, AudioOutput, EngineConfig, EngineEvent, MediaSession, Role};
 use tincan_proto::{
-    CallId, ClientMessage, DeviceId, ServerMessage, SigToken, UserId, PROTOCOL_VERSION,
+    CallId, ClientMessage, DeviceId, MediaSignal, ServerMessage, SigToken, UserId, PROTOCOL_VERSION,
 };
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -207,7 +207,7 @@ async fn run(args: Args) -> Result<bool, String> {
                         }
                     }
                     ServerMessage::Signal { signal, .. } => {
-                        if let tincan_proto::MediaSignal::Offer { ice_restart, .. } = &signal {
+                        if let MediaSignal::Offer { ice_restart, .. } = &signal {
                             report(serde_json::json!({"event": "offer_received", "ice_restart": ice_restart}));
                         }
                         if let Some(e) = &engine {
@@ -226,8 +226,13 @@ async fn run(args: Args) -> Result<bool, String> {
             }
             Some(ev) = ev_rx.recv() => match ev {
                 EngineEvent::Signal(signal) => {
-                    if let tincan_proto::MediaSignal::Offer { .. } | tincan_proto::MediaSignal::Answer { .. } = &signal {
-                        report(serde_json::json!({"event": "sdp_sent", "kind": if matches!(signal, tincan_proto::MediaSignal::Offer { .. }) { "offer" } else { "answer" }}));
+                    let sdp_kind = match &signal {
+                        MediaSignal::Offer { .. } => Some("offer"),
+                        MediaSignal::Answer { .. } => Some("answer"),
+                        _ => None,
+                    };
+                    if let Some(kind) = sdp_kind {
+                        report(serde_json::json!({"event": "sdp_sent", "kind": kind}));
                     }
                     if let Some(id) = &call_id {
                         if connected || args.call.is_some() {

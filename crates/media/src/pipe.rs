@@ -134,8 +134,9 @@ pub(crate) struct Observation {
     pub rx_age: Option<Duration>,
 }
 
-/// Shared with the pipeline's callbacks, which run on GStreamer's threads: atomics and short locks
-/// only, never the session's lock.
+/// What the pipeline's callbacks (on GStreamer's threads) share with the pipe: connection state for
+/// the supervisor, and the fingerprint our SDP must carry. Atomics and short locks only, never the
+/// session's lock.
 struct Liveness {
     /// This pipe's own certificate's fingerprint, written into our SDP (see [`with_fingerprint`]).
     fingerprint: Option<Arc<str>>,
@@ -188,7 +189,8 @@ pub(crate) struct Pipe {
     bus_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A lock that survives a panicked holder (the data here stays consistent across one).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -216,9 +218,14 @@ fn source_bin(input: Option<&AudioInput>) -> Result<gst::Bin, MediaError> {
     gst::parse::bin_from_description(&desc, true).map_err(pipeline_err)
 }
 
+/// A meter interval as `level` and `spectrum` take it, in nanoseconds.
+fn interval_ns(ms: u32) -> u64 {
+    u64::from(ms) * 1_000_000
+}
+
 /// The playback end, as a bin with a ghost `sink` pad, so the speaker can be swapped mid-call.
 fn sink_bin(output: &AudioOutput, meter_interval_ms: u32) -> Result<gst::Bin, MediaError> {
-    let interval = u64::from(meter_interval_ms) * 1_000_000;
+    let interval = interval_ns(meter_interval_ms);
     let desc = match output {
         AudioOutput::Default => "autoaudiosink".to_owned(),
         AudioOutput::Pulse(dev) => format!("pulsesink device={}", quote(dev)),
@@ -243,7 +250,7 @@ fn send_chain(cfg: &EngineConfig, probe: &str) -> String {
     } else {
         String::new()
     };
-    let interval = u64::from(cfg.meter_interval_ms) * 1_000_000;
+    let interval = interval_ns(cfg.meter_interval_ms);
     // The leaky queue keeps the source's thread from ever blocking: webrtcbin holds data back until
     // it is connected, and a source whose thread is stuck there cannot be stopped (a callee swaps its
     // silence for the microphone before that). It drops what is older than 60 ms, so nothing stale
@@ -265,7 +272,7 @@ fn playback_chain(cfg: &EngineConfig, probe: &str) -> String {
     } else {
         String::new()
     };
-    let interval = u64::from(cfg.meter_interval_ms) * 1_000_000;
+    let interval = interval_ns(cfg.meter_interval_ms);
     format!(
         "audiotestsrc is-live=true wave=silence ! audio/x-raw,rate={RATE},channels=1 ! \
          audiomixer name=mix ! audioconvert ! audioresample ! audio/x-raw,rate={RATE},channels=1 ! {probe}\

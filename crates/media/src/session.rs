@@ -13,11 +13,11 @@
 
 use crate::config::{AudioInput, AudioOutput, EngineConfig, Role};
 use crate::error::MediaError;
-use crate::pipe::{Emit, Observation, Pipe, PipeSpec};
+use crate::pipe::{lock, Emit, Observation, Pipe, PipeSpec};
 use crate::stats::CallStats;
 use gst_webrtc::WebRTCICEConnectionState;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tincan_proto::MediaSignal;
@@ -149,14 +149,20 @@ impl Watch {
     }
 }
 
-struct State {
-    pipe: Arc<Pipe>,
-    next_generation: u64,
+/// What a pipe is built with besides the session's fixed recipe: it changes during the call and
+/// carries over to a replacement pipe.
+struct Setup {
     input: AudioInput,
     output: AudioOutput,
     muted: bool,
     /// An answerer's user accepted (an offerer is accepted from the start).
     accepted: bool,
+}
+
+struct State {
+    pipe: Arc<Pipe>,
+    next_generation: u64,
+    setup: Setup,
     restarts: u32,
     watch: Watch,
 }
@@ -172,20 +178,13 @@ struct Recipe {
 
 impl Recipe {
     /// Builds and starts a pipe of `generation`, opening the gate for it first (an offerer's pipe
-    /// emits its offer as soon as it plays).
-    #[allow(clippy::too_many_arguments)]
-    fn launch(
-        &self,
-        generation: u64,
-        accepted: bool,
-        input: &AudioInput,
-        output: &AudioOutput,
-        muted: bool,
-        ice_restart: bool,
-    ) -> Result<Arc<Pipe>, MediaError> {
-        // The first pipe uses the process's certificate (made ahead by `warm_up`); a replacement
-        // gets one of its own, so the peer sees a new fingerprint and restarts DTLS too.
-        let certificate = if generation > 0 {
+    /// emits its offer as soon as it plays). Generation 0 is the call's first pipe; any later one
+    /// replaces a broken connection: an offerer's offer is then marked `ice_restart`, and the pipe
+    /// gets a DTLS certificate of its own (the first uses the process's, made ahead by `warm_up`),
+    /// so the peer sees a new fingerprint and restarts DTLS too.
+    fn launch(&self, generation: u64, setup: &Setup) -> Result<Arc<Pipe>, MediaError> {
+        let replacement = generation > 0;
+        let certificate = if replacement {
             Some(crate::pipe::fresh_certificate()?)
         } else {
             None
@@ -193,16 +192,16 @@ impl Recipe {
         let spec = PipeSpec {
             cfg: &self.cfg,
             role: self.role,
-            input: accepted.then_some(input),
-            output,
-            muted,
-            ice_restart,
+            input: setup.accepted.then_some(&setup.input),
+            output: &setup.output,
+            muted: setup.muted,
+            ice_restart: replacement && self.role == Role::Offerer,
             certificate,
         };
         let emit = gated(&self.emit, &self.gate, generation);
         let pipe = Pipe::build(&spec, emit)?;
         self.gate.store(generation, Ordering::Release);
-        let real_mic = accepted && !matches!(input, AudioInput::Tone { .. });
+        let real_mic = setup.accepted && !matches!(setup.input, AudioInput::Tone { .. });
         pipe.play(real_mic)?;
         Ok(pipe)
     }
@@ -215,15 +214,7 @@ impl Recipe {
         // The old pipe's last events (its ICE closing) are not this call's news.
         self.gate.store(generation, Ordering::Release);
         st.pipe.stop();
-        let ice_restart = self.role == Role::Offerer;
-        st.pipe = self.launch(
-            generation,
-            st.accepted,
-            &st.input,
-            &st.output,
-            st.muted,
-            ice_restart,
-        )?;
+        st.pipe = self.launch(generation, &st.setup)?;
         st.restarts += 1;
         st.watch.restarted(Instant::now());
         Ok(st.restarts)
@@ -248,10 +239,6 @@ impl std::fmt::Debug for MediaSession {
             .field("role", &self.shared.recipe.role)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An emitter that passes events on only while `generation` is the session's current one.
@@ -281,17 +268,19 @@ impl MediaSession {
             emit: Arc::new(emit),
             gate: Arc::new(AtomicU64::new(0)),
         };
-        let accepted = role == Role::Offerer;
-        let pipe = recipe.launch(0, accepted, &cfg.input, &cfg.output, false, false)?;
+        let setup = Setup {
+            input: cfg.input.clone(),
+            output: cfg.output.clone(),
+            muted: false,
+            accepted: role == Role::Offerer,
+        };
+        let pipe = recipe.launch(0, &setup)?;
         let shared = Arc::new(Shared {
             recipe,
             state: Mutex::new(State {
                 pipe,
                 next_generation: 1,
-                input: cfg.input.clone(),
-                output: cfg.output.clone(),
-                muted: false,
-                accepted,
+                setup,
                 restarts: 0,
                 watch: Watch::default(),
             }),
@@ -316,23 +305,18 @@ impl MediaSession {
         }
     }
 
-    fn emit(&self, ev: EngineEvent) {
-        (self.shared.recipe.emit)(ev);
-    }
-
     /// The callee accepted: the answer goes out at once (or as soon as the offer is set) and the
     /// configured microphone replaces the silence. An offerer is accepted from the start.
     pub fn accept(&self) -> Result<(), MediaError> {
         self.check_running()?;
         let mut st = lock(&self.shared.state);
-        if st.accepted {
+        if st.setup.accepted {
             return Ok(());
         }
-        st.accepted = true;
+        st.setup.accepted = true;
         // Answer first: opening a microphone can take a while and the answer need not wait for it.
         st.pipe.accept();
-        let input = st.input.clone();
-        st.pipe.switch_source(&input)
+        st.pipe.switch_source(&st.setup.input)
     }
 
     /// Applies a signal from the peer: its offer or answer, or one of its ICE candidates. A new
@@ -351,11 +335,11 @@ impl MediaSession {
         info!("the peer restarts ICE: answering from a fresh pipe");
         let restarts = recipe.replace_pipe(&mut st)?;
         st.pipe.apply_remote(signal)?;
-        if st.accepted {
+        if st.setup.accepted {
             st.pipe.accept();
         }
         drop(st);
-        self.emit(EngineEvent::IceRestart { restarts });
+        (recipe.emit)(EngineEvent::IceRestart { restarts });
         Ok(())
     }
 
@@ -379,7 +363,7 @@ impl MediaSession {
     /// Mutes or unmutes the microphone (silence is sent, so the connection stays warm).
     pub fn set_muted(&self, muted: bool) {
         let mut st = lock(&self.shared.state);
-        st.muted = muted;
+        st.setup.muted = muted;
         st.pipe.set_muted(muted);
     }
 
@@ -394,8 +378,8 @@ impl MediaSession {
     pub fn switch_input(&self, input: &AudioInput) -> Result<(), MediaError> {
         self.check_running()?;
         let mut st = lock(&self.shared.state);
-        st.input = input.clone();
-        if st.accepted {
+        st.setup.input = input.clone();
+        if st.setup.accepted {
             st.pipe.switch_source(input)
         } else {
             Ok(())
@@ -409,7 +393,7 @@ impl MediaSession {
         let mut st = lock(&self.shared.state);
         st.pipe
             .switch_sink(output, self.shared.recipe.cfg.meter_interval_ms)?;
-        st.output = output.clone();
+        st.setup.output = output.clone();
         Ok(())
     }
 

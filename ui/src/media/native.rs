@@ -200,6 +200,21 @@ impl NativeSession {
         }
     }
 
+    /// Runs a command whose refusal the caller reports (`failure` turns it into a media error).
+    fn ask<A: serde::Serialize + 'static>(
+        &self,
+        name: &'static str,
+        args: A,
+        failure: fn(IpcError) -> MediaError,
+    ) -> LocalFuture<Result<(), MediaError>> {
+        let api = self.api.clone();
+        Box::pin(async move {
+            api.invoke_typed::<(), _>(name, Some(&args))
+                .await
+                .map_err(failure)
+        })
+    }
+
     /// Fires a command; a refusal is reported as a warning (the call goes on).
     fn fire<A: serde::Serialize + 'static>(&self, name: &'static str, args: A) {
         if self.state.borrow().stopped {
@@ -250,36 +265,26 @@ impl MediaSession for NativeSession {
     }
 
     fn switch_input(&self, device: Option<String>) -> LocalFuture<Result<(), MediaError>> {
-        let api = self.api.clone();
         let args = NativeSwitchArgs {
             call_id: self.call_id.clone(),
             input: device,
         };
-        Box::pin(async move {
-            api.invoke_typed::<(), _>(cmd::SWITCH_INPUT, Some(&args))
-                .await
-                .map_err(ipc_failure)
-        })
+        self.ask(cmd::SWITCH_INPUT, args, ipc_failure)
     }
 
     fn set_output(&self, device: Option<String>) -> LocalFuture<Result<(), MediaError>> {
-        let api = self.api.clone();
         let args = NativeSwitchOutputArgs {
             call_id: self.call_id.clone(),
             output: device,
         };
-        Box::pin(async move {
-            api.invoke_typed::<(), _>(cmd::SWITCH_OUTPUT, Some(&args))
-                .await
-                .map_err(|e| {
-                    MediaError::new(
-                        MediaErrorCode::OutputNotSupported,
-                        format!(
-                            "That speaker could not be opened; the current one keeps playing ({}).",
-                            e.message
-                        ),
-                    )
-                })
+        self.ask(cmd::SWITCH_OUTPUT, args, |e| {
+            MediaError::new(
+                MediaErrorCode::OutputNotSupported,
+                format!(
+                    "That speaker could not be opened; the current one keeps playing ({}).",
+                    e.message
+                ),
+            )
         })
     }
 

@@ -21,9 +21,9 @@ pub fn config(hz: f64, echo_cancellation: bool) -> EngineConfig {
 
 pub type Events = mpsc::Receiver<(char, EngineEvent)>;
 
-/// One call at a time in this process, as in the app (it carries one call at a time): GStreamer's
-/// DTLS elements keep process-wide tables (connections by id, agents by certificate), and two
-/// calls restarting at once in one process were seen to cross their DTLS handshakes.
+/// One call at a time in a test process, as in the app (it carries one call at a time): GStreamer's
+/// DTLS elements keep process-wide tables (connections by id, agents by certificate). ICE restarts
+/// also get a test binary, so a process, of their own (see `ice_restart.rs`).
 pub static ONE_CALL_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A caller `a` (440 Hz) and a callee `b` (1000 Hz) whose signals the test carries.
