@@ -1,5 +1,5 @@
 //! tincan's shared vocabulary: wire messages, identifiers, the call state machine, the switchboard
-//! that routes calls, and TLSSigAPIv2 UserSigs.
+//! that routes calls, the SDP check every party runs, and TLSSigAPIv2 UserSigs.
 //!
 //! Pure Rust with no I/O, so the server, the desktop app and the wasm UI all use the same types and
 //! the same rules; a message has one shape everywhere.
@@ -7,6 +7,7 @@
 pub mod call;
 pub mod ids;
 pub mod message;
+pub mod sdp;
 pub mod sensitive;
 pub mod switchboard;
 pub mod usersig;
