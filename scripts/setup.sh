@@ -6,12 +6,12 @@ set -euo pipefail
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: Tauri/WebKitGTK build deps, the headless test rig (Xvfb, WebKitWebDriver,
-# gnome-keyring, dbus), Chromium for browser tests, GStreamer for the native media engine.
+# gnome-keyring, dbus), Chromium and Firefox ESR for browser tests, GStreamer for the native media engine.
 APT_PACKAGES=(
   build-essential pkg-config file curl libssl-dev
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
   xvfb xauth imagemagick webkit2gtk-driver gnome-keyring dbus dbus-x11 libsecret-tools
-  chromium chromium-driver fonts-dejavu-core python3-venv
+  chromium chromium-driver firefox-esr fonts-dejavu-core python3-venv
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
@@ -49,6 +49,8 @@ install_tool() { # binary, cargo install args...
 install_tool trunk --locked trunk --version 0.21.14
 install_tool cargo-tauri --locked tauri-cli --version '^2'
 install_tool tauri-driver --locked tauri-driver --version '^2'
+# Firefox's WebDriver (no Debian package; crates.io only; 0.37.1 builds with rustc 1.95, ~4.5 min).
+install_tool geckodriver --locked geckodriver --version 0.37.1
 if [ -n "${WASM_BINDGEN_VERSION}" ]; then
   if ! wasm-bindgen --version 2>/dev/null | grep -q " ${WASM_BINDGEN_VERSION}$"; then
     echo "setup: cargo install wasm-bindgen-cli ${WASM_BINDGEN_VERSION}"
