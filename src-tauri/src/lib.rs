@@ -19,6 +19,7 @@ pub mod service;
 pub mod shell;
 pub mod signaling;
 pub mod storage;
+pub mod transport;
 pub mod tray;
 pub mod webview;
 

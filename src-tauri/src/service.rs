@@ -255,6 +255,7 @@ impl Service {
             host: embedded.then(|| self.host.clone()),
             creds: self.creds.clone(),
             sink: self.sink.clone(),
+            tls: crate::transport::TlsOptions::from_env_or(settings.ca_file.as_deref()),
         });
         let mut session = self.session.lock().await;
         if let Some(old) = session.take() {
@@ -424,6 +425,7 @@ struct SessionConnector {
     host: Option<Arc<EmbeddedHost>>,
     creds: Credentials,
     sink: EventSink,
+    tls: crate::transport::TlsOptions,
 }
 
 impl Connector for SessionConnector {
@@ -465,6 +467,7 @@ impl Connector for SessionConnector {
                     user_sig: SigToken(sig),
                     device_id: self.device.clone(),
                 },
+                tls: self.tls.clone(),
             })
         })
     }

@@ -25,6 +25,8 @@ pub struct LoginPlan {
     pub url: String,
     /// The `login` frame (it carries the UserSig; it is never logged).
     pub login: ClientMessage,
+    /// How a `wss://` server is authenticated (see [`crate::transport`]).
+    pub tls: crate::transport::TlsOptions,
 }
 
 /// Why a plan could not be made.
@@ -248,8 +250,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = crate::transport::Ws;
 
 /// How a connected session ended.
 enum SessionEnd {
@@ -405,13 +406,16 @@ impl Task {
                 format!("Cannot reach the server at {}: {detail}", plan.url),
             ))
         };
-        let (mut ws, _) = tokio::time::timeout(
+        let mut ws = tokio::time::timeout(
             self.timing.connect_timeout,
-            tokio_tungstenite::connect_async(plan.url.as_str()),
+            crate::transport::connect(&plan.url, &plan.tls),
         )
         .await
         .map_err(|_| unreachable("no answer".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| match e.is_fatal() {
+            true => AttemptError::Fatal(e.to_ipc(&plan.url)),
+            false => AttemptError::Retry(e.to_ipc(&plan.url)),
+        })?;
         ws.send(Message::text(plan.login.encode()))
             .await
             .map_err(|e| unreachable(e.to_string()))?;

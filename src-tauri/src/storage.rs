@@ -112,6 +112,17 @@ impl Store {
             .server_url
             .map(|u| u.trim().to_owned())
             .filter(|u| !u.is_empty());
+        s.ca_file = s
+            .ca_file
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty());
+        // Refused now rather than at the next sign-in: ws:// off this machine, an unreadable CA file.
+        if let Some(url) = &s.server_url {
+            crate::transport::check_url(url).map_err(|e| e.to_ipc(url))?;
+        }
+        if let Some(ca) = &s.ca_file {
+            crate::transport::load_ca_file(std::path::Path::new(ca)).map_err(|e| e.to_ipc(ca))?;
+        }
         let v = serde_json::to_value(&s).map_err(|e| storage_error(e.to_string()))?;
         self.kv.set(SETTINGS, v);
         self.kv.save().map_err(storage_error)
@@ -293,15 +304,38 @@ mod tests {
         let s = Store::new(Arc::new(MemoryKv::with_file(file.clone())));
         assert_eq!(s.settings(), Settings::default());
         let mut new = Settings {
-            server_url: Some("  ws://10.0.0.2:7480/ws ".into()),
+            server_url: Some("  wss://10.0.0.2:7480/ws ".into()),
             ring_timeout_secs: 45,
             ..Settings::default()
         };
         s.save_settings(&new).unwrap();
         // A fresh store over the same file (an app restart) reads it back, trimmed.
         let again = Store::new(Arc::new(MemoryKv::with_file(file)));
-        new.server_url = Some("ws://10.0.0.2:7480/ws".into());
+        new.server_url = Some("wss://10.0.0.2:7480/ws".into());
         assert_eq!(again.settings(), new);
+        // Plain ws:// off this machine is refused with its own code; on loopback it is fine.
+        let clear = Settings {
+            server_url: Some("ws://10.0.0.2:7480/ws".into()),
+            ..Settings::default()
+        };
+        let e = again.save_settings(&clear).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InsecureServerUrl);
+        assert!(e.message.contains("wss://"), "{}", e.message);
+        let local = Settings {
+            server_url: Some("ws://127.0.0.1:7480/ws".into()),
+            ..Settings::default()
+        };
+        again.save_settings(&local).unwrap();
+        // A CA file that is not there, or holds no certificate, is refused.
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        for path in [dir.path().join("missing.pem"), not_pem] {
+            let s = Settings {
+                ca_file: Some(path.display().to_string()),
+                ..Settings::default()
+            };
+            assert_eq!(again.save_settings(&s).unwrap_err().code, ErrorCode::CaFile);
+        }
         let bad = Settings {
             server_url: Some("ftp://x".into()),
             ..Settings::default()

@@ -526,6 +526,7 @@ pub fn SettingsView() -> Html {
     let spk_ref = NodeRef::default();
     let ring_ref = NodeRef::default();
     let life_ref = NodeRef::default();
+    let ca_ref = NodeRef::default();
     let onsubmit = {
         let ctx = ctx.clone();
         let refs = (
@@ -535,10 +536,11 @@ pub fn SettingsView() -> Html {
             spk_ref.clone(),
             ring_ref.clone(),
             life_ref.clone(),
+            ca_ref.clone(),
         );
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
-            let (server, ice, mic, spk, ring, life) = &refs;
+            let (server, ice, mic, spk, ring, life, ca) = &refs;
             let opt = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
             let settings = Settings {
                 server_url: opt(input_value(server)),
@@ -551,6 +553,8 @@ pub fn SettingsView() -> Html {
                     .parse::<u64>()
                     .map(|h| h * 3600)
                     .unwrap_or(0),
+                // Only the desktop app shows (and uses) it; the browser trusts what the browser trusts.
+                ca_file: opt(input_value(ca)),
             };
             let api = ctx.api.clone();
             let d = ctx.state.dispatcher();
@@ -600,6 +604,7 @@ pub fn SettingsView() -> Html {
                 life_ref.clone(),
                 (current.usersig_lifetime_secs / 3600).max(1).to_string(),
             ),
+            (ca_ref.clone(), current.ca_file.clone().unwrap_or_default()),
         ],
     );
     html! {
@@ -608,7 +613,12 @@ pub fn SettingsView() -> Html {
             <form class="form" onsubmit={onsubmit}>
                 <label for="server-url">{"Server address"}</label>
                 <input id="server-url" ref={server_ref} placeholder="empty: the built-in local server" />
-                <p class="hint">{"ws:// or wss:// address of a shared tincan-server, e.g. wss://calls.example.com/ws"}</p>
+                <p class="hint">{"wss:// address of a shared tincan-server, e.g. wss://calls.example.com/ws (ws:// only to this machine)"}</p>
+                if crate::browser::in_tauri() {
+                    <label for="ca-file">{"CA certificate file (optional)"}</label>
+                    <input id="ca-file" ref={ca_ref} placeholder="none: the system's trusted CAs" />
+                    <p class="hint">{"A PEM file, for a server whose certificate comes from your own CA. Applies at the next sign-in."}</p>
+                }
                 <label for="ice-servers">{"ICE servers (STUN / TURN)"}</label>
                 <textarea id="ice-servers" ref={ice_ref} rows="3"
                     placeholder="one per line: turn:turn.example.com:3478 username password" />

@@ -59,6 +59,13 @@ pub enum ErrorCode {
     UserSigInvalid,
     /// The signaling server cannot be reached.
     ServerUnreachable,
+    /// A `ws://` (unencrypted) address that is not on this machine: UserSigs and SDP would cross the
+    /// network in clear, so the app refuses it; use `wss://`.
+    InsecureServerUrl,
+    /// The server's TLS certificate is not trusted (unknown CA, wrong name, expired, …).
+    TlsCertificate,
+    /// The CA file in the settings (or `TINCAN_CA_FILE`) cannot be read or holds no certificate.
+    CaFile,
     /// The action needs a signed-in session.
     NotSignedIn,
     /// The action needs no call in progress.
@@ -317,6 +324,9 @@ pub struct Settings {
     pub ring_timeout_secs: u32,
     /// Lifetime of a UserSig made from a secret key, seconds.
     pub usersig_lifetime_secs: u64,
+    /// A PEM file of CA certificates trusted for `wss://` on top of the system's store, for a
+    /// self-hosted server with a private CA. `TINCAN_CA_FILE` wins over it.
+    pub ca_file: Option<String>,
 }
 
 impl Default for Settings {
@@ -328,6 +338,7 @@ impl Default for Settings {
             speaker: None,
             ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
             usersig_lifetime_secs: DEFAULT_USERSIG_LIFETIME_SECS,
+            ca_file: None,
         }
     }
 }
@@ -343,7 +354,7 @@ impl Settings {
             if !(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 8 {
                 return Err(IpcError::new(
                     ErrorCode::InvalidInput,
-                    "The server address must start with ws:// or wss://, for example ws://calls.example.com:7480/ws.",
+                    "The server address must start with wss:// (or ws:// to this machine), for example wss://calls.example.com/ws.",
                 ));
             }
         }
