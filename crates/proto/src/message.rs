@@ -273,6 +273,10 @@ pub enum ErrorCode {
     AlreadyInCall,
     /// Media signalling from the callee before it accepted.
     NotConnected,
+    /// An offer, answer or ICE candidate failed the SDP check (`tincan_proto::sdp`: too large, not
+    /// exactly one audio m-line, no fingerprint, ICE credentials or Opus, a malformed candidate, too
+    /// many candidates); nothing was relayed. The message names the check.
+    SdpRejected,
     /// Too many messages; this one was dropped.
     RateLimited,
     /// Something failed inside the server.

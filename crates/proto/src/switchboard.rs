@@ -12,6 +12,7 @@ use crate::message::{
     CallType, ClientMessage, CloseReason, EndReason, ErrorCode, MissedCall, ServerMessage,
     DEFAULT_RING_TIMEOUT_SECS,
 };
+use crate::sdp::{self, CandidateBudget};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// A connection, numbered by the server.
@@ -40,6 +41,8 @@ pub struct Config {
     /// Told to clients in `login_ok`.
     pub heartbeat_secs: u32,
     pub max_frame_bytes: u32,
+    /// The SDP check's limits for relayed offers, answers and candidates.
+    pub sdp: sdp::Limits,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             max_missed_users: 100_000,
             heartbeat_secs: 25,
             max_frame_bytes: 64 * 1024,
+            sdp: sdp::Limits::default(),
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct Switchboard {
     /// Each user's signed-in devices.
     devices: HashMap<UserId, Vec<(DeviceId, SessionId)>>,
     calls: HashMap<CallId, Call>,
+    /// Each live call's candidate budgets, the caller's and the callee's (the per-call cap).
+    budgets: HashMap<CallId, [CandidateBudget; 2]>,
     /// The live calls each user is in (as caller or callee, ringing or connected).
     calls_of_user: HashMap<UserId, Vec<CallId>>,
     deadlines: BTreeSet<(u64, CallId)>,
@@ -404,6 +410,20 @@ impl Switchboard {
                 };
                 match call.signal_targets(&me) {
                     Ok(targets) => {
+                        // Checked before relaying: a bad offer, answer or candidate never reaches
+                        // the peer's engine, and the sender is told why.
+                        let sender = usize::from(*call.caller() != me);
+                        let budget = &mut self.budgets.entry(call_id.clone()).or_default()[sender];
+                        if let Err(e) = budget.admit(&signal, &self.config.sdp) {
+                            Self::error(
+                                sid,
+                                ErrorCode::SdpRejected,
+                                format!("{e} ({}); nothing was relayed", e.code()),
+                                Some(&call_id),
+                                out,
+                            );
+                            return;
+                        }
                         for t in targets {
                             self.send_to(
                                 &t,
@@ -694,6 +714,7 @@ impl Switchboard {
     fn forget(&mut self, call: &Call) {
         let id = call.id();
         self.calls.remove(id);
+        self.budgets.remove(id);
         self.deadlines
             .remove(&(call.ring_deadline_ms(), id.clone()));
         for user in [&call.caller().user, call.callee()] {
@@ -708,6 +729,9 @@ impl Switchboard {
 
     /// Checks the switchboard's invariants; used by tests (cheap enough for debug assertions).
     pub fn check_invariants(&self) -> Result<(), String> {
+        if let Some(id) = self.budgets.keys().find(|id| !self.calls.contains_key(*id)) {
+            return Err(format!("ended call {id} keeps its candidate budgets"));
+        }
         for call in self.calls.values() {
             if call.phase() == Phase::Ended {
                 return Err(format!("ended call {} is still live", call.id()));

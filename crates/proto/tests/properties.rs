@@ -244,7 +244,13 @@ proptest! {
                             Op::Cancel(..) => ClientMessage::Cancel { call_id },
                             Op::Hangup(..) => ClientMessage::Hangup { call_id },
                             Op::Reject(_, _, busy) => ClientMessage::Reject { call_id, busy },
-                            _ => ClientMessage::Signal { call_id, signal: MediaSignal::EndOfCandidates },
+                            // Candidates too, so the per-call candidate budgets come and go with calls.
+                            _ if c % 2 == 0 => ClientMessage::Signal { call_id, signal: MediaSignal::EndOfCandidates },
+                            _ => ClientMessage::Signal { call_id, signal: MediaSignal::Candidate {
+                                candidate: format!("candidate:{c} 1 udp 1 192.0.2.1 {} typ host", 5000 + u16::from(c)),
+                                sdp_mid: None,
+                                sdp_m_line_index: None,
+                            } },
                         };
                         sim.board.handle(sid, msg, sim.now, &mut out);
                     }

@@ -91,6 +91,7 @@ fn every_error_code_and_end_reason_is_documented() {
         ErrorCode::InvalidState,
         ErrorCode::AlreadyInCall,
         ErrorCode::NotConnected,
+        ErrorCode::SdpRejected,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
     ];
@@ -99,6 +100,13 @@ fn every_error_code_and_end_reason_is_documented() {
         assert!(
             DOC.contains(&format!("| `{}` |", word.as_str().unwrap())),
             "{c:?} undocumented"
+        );
+    }
+    // The SDP check's detail words are listed too.
+    for code in tincan_proto::sdp::SdpError::CODES {
+        assert!(
+            DOC.contains(&format!("`{code}`")),
+            "SDP check {code} undocumented"
         );
     }
     let reasons = [

@@ -16,14 +16,18 @@ fn invite(call: &str, callee: &str, timeout: Option<u32>) -> ClientMessage {
 
 fn offer() -> MediaSignal {
     MediaSignal::Offer {
-        sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n".into(),
+        // A real offer: the server relays only what passes the SDP check.
+        sdp: include_str!("../../proto/tests/data/sdp/chromium-156-offer-trickle.sdp").into(),
         ice_restart: false,
     }
 }
 
 fn candidate(n: u16) -> MediaSignal {
     MediaSignal::Candidate {
-        candidate: format!("candidate:{n} 1 udp 2122260223 192.0.2.1 5000{n} typ host"),
+        candidate: format!(
+            "candidate:{n} 1 udp 2122260223 192.0.2.1 {} typ host",
+            50000 + n
+        ),
         sdp_mid: Some("0".into()),
         sdp_m_line_index: Some(0),
     }
@@ -114,7 +118,7 @@ async fn full_call_relays_media_and_reports_duration() {
     assert_eq!(bob.recv().await, accepted);
 
     let answer = MediaSignal::Answer {
-        sdp: "v=0\r\n".into(),
+        sdp: include_str!("../../proto/tests/data/sdp/chromium-156-answer.sdp").into(),
     };
     bob.send(&ClientMessage::Signal {
         call_id: cid("c1"),
