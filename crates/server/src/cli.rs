@@ -6,7 +6,7 @@
 use crate::ServerConfig;
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -82,6 +82,34 @@ pub struct ServeArgs {
     /// DANGEROUS, demos only: hand out a UserSig for any user ID at /dev/usersig.
     #[arg(long)]
     pub dev_issue_sigs: bool,
+    /// Serve https/wss with this PEM certificate chain (needs --tls-key). Re-read on SIGHUP and when
+    /// the file changes, so a renewal needs no restart.
+    #[arg(
+        long,
+        env = "TINCAN_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "TINCAN_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for a change, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub tls_reload_secs: u64,
+    /// Believe X-Forwarded-For only from this peer address (a reverse proxy); repeatable.
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "ADDR",
+        env = "TINCAN_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +269,12 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     config.send_queue = a.send_queue.max(1);
     config.ui_dir = a.ui_dir;
     config.dev_issue_sigs = a.dev_issue_sigs;
+    config.tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+        _ => None,
+    };
+    config.tls_reload_every = Duration::from_secs(a.tls_reload_secs.max(1));
+    config.trusted_proxies = a.trusted_proxies;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

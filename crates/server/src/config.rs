@@ -1,7 +1,7 @@
 //! Server settings. Every limit that protects the server from a client lives here, with a default
 //! sized for tens of thousands of signed-in sessions on a small machine.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use tincan_proto::switchboard;
@@ -39,6 +39,12 @@ pub struct ServerConfig {
     pub ui_dir: Option<PathBuf>,
     /// Let anyone get a UserSig for any user ID at `/dev/usersig` (local demos only).
     pub dev_issue_sigs: bool,
+    /// Serve https / wss with this certificate and key (see [`crate::tls`]); `None` is plain TCP.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// How often the certificate files are checked for a change (SIGHUP reloads at once).
+    pub tls_reload_every: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (see [`crate::proxy`]).
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl ServerConfig {
@@ -65,6 +71,9 @@ impl ServerConfig {
             rate_burst: 100,
             ui_dir: None,
             dev_issue_sigs: false,
+            tls: None,
+            tls_reload_every: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
         }
     }
 

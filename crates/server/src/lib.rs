@@ -10,7 +10,9 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod proxy;
 mod routes;
+pub mod tls;
 
 pub use config::ServerConfig;
 
@@ -33,6 +35,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running server. Dropping it leaves the server running; call [`ServerHandle::shutdown`].
@@ -43,6 +47,8 @@ pub struct ServerHandle {
     stop: Arc<Notify>,
     serve: JoinHandle<()>,
     ticker: JoinHandle<()>,
+    /// Reloads the certificate on SIGHUP / file change (TLS only).
+    tls_watch: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -66,6 +72,9 @@ impl ServerHandle {
         self.hub.shutdown();
         self.stop.notify_one();
         self.ticker.abort();
+        if let Some(w) = &self.tls_watch {
+            w.abort();
+        }
         let mut serve = self.serve;
         if tokio::time::timeout(Duration::from_secs(2), &mut serve)
             .await
@@ -93,24 +102,56 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         addr: config.listen,
         source,
     })?;
+    // Loaded before anything is served, so a bad certificate stops the start with its reason.
+    let tls = config.tls.clone().map(tls::Tls::new).transpose()?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "serving plain ws:// on a non-loopback address: sign-ins and call setup cross the \
+             network in clear. Pass --tls-cert/--tls-key, or listen on 127.0.0.1 behind a TLS proxy."
+        );
+    }
     if config.dev_issue_sigs {
         tracing::warn!(
             "--dev-issue-sigs is ON: anyone who can reach {addr} can get a UserSig for any user ID. \
              Use this for local demos only."
         );
     }
+    let reload_every = config.tls_reload_every;
     let hub = Hub::new(config);
-    let app = routes::router(hub.clone());
+    let app = routes::router(hub.clone()).into_make_service_with_connect_info::<proxy::Peer>();
     let stop = Arc::new(Notify::new());
     let stopped = stop.clone();
-    let serve = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.notified().await })
-            .await;
-        if let Err(err) = result {
-            tracing::error!(%err, "server stopped");
+    let shutdown = async move { stopped.notified().await };
+    let mut tls_watch = None;
+    let serve = match &tls {
+        Some(tls) => {
+            let listener = tls.listen(listener).map_err(|source| ServerError::Bind {
+                addr: hub.config.listen,
+                source,
+            })?;
+            tls_watch = Some(tokio::spawn(tls.clone().watch(reload_every)));
+            tokio::spawn(async move {
+                let result = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+                if let Err(err) = result {
+                    tracing::error!(%err, "server stopped");
+                }
+            })
         }
-    });
+        None => {
+            let listener = proxy::PlainListener(listener);
+            tokio::spawn(async move {
+                let result = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+                if let Err(err) = result {
+                    tracing::error!(%err, "server stopped");
+                }
+            })
+        }
+    };
     let ticking = hub.clone();
     let ticker = tokio::spawn(async move {
         let mut interval = tokio::time::interval(TICK);
@@ -120,12 +161,18 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             ticking.tick();
         }
     });
-    tracing::info!(%addr, "tincan-server listening");
+    let scheme = if tls.is_some() {
+        "https/wss"
+    } else {
+        "http/ws"
+    };
+    tracing::info!(%addr, scheme, "tincan-server listening");
     Ok(ServerHandle {
         addr,
         hub,
         stop,
         serve,
         ticker,
+        tls_watch,
     })
 }

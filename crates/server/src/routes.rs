@@ -2,8 +2,9 @@
 
 use crate::connection;
 use crate::hub::Hub;
-use axum::extract::{Query, State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use crate::proxy::{self, Peer};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -24,10 +25,19 @@ pub fn router(hub: Arc<Hub>) -> Router {
     router.with_state(hub)
 }
 
-async fn ws(State(hub): State<Arc<Hub>>, upgrade: WebSocketUpgrade) -> Response {
+async fn ws(
+    State(hub): State<Arc<Hub>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let client = proxy::client_ip(peer, &headers, &hub.config.trusted_proxies);
     let Some(slot) = hub.open() else {
+        tracing::warn!(%client, "server full: connection refused");
         return (StatusCode::SERVICE_UNAVAILABLE, "server_full").into_response();
     };
+    // Every log line of this connection names the client (behind a proxy: the forwarded address).
+    let span = tracing::info_span!("conn", %client);
     let cfg = &hub.config;
     upgrade
         .read_buffer_size(4 * 1024)
@@ -35,7 +45,14 @@ async fn ws(State(hub): State<Arc<Hub>>, upgrade: WebSocketUpgrade) -> Response 
         .max_write_buffer_size(cfg.max_frame_bytes.saturating_mul(2).max(64 * 1024))
         .max_message_size(cfg.hard_frame_bytes)
         .max_frame_size(cfg.hard_frame_bytes)
-        .on_upgrade(move |socket| connection::run(socket, hub, slot))
+        .on_upgrade(move |socket| {
+            let run = async move {
+                tracing::info!("connection open");
+                connection::run(socket, hub, slot).await;
+                tracing::info!("connection closed");
+            };
+            tracing::Instrument::instrument(run, span)
+        })
 }
 
 #[derive(Serialize)]
