@@ -11,10 +11,13 @@ Run through scripts/test-media.sh (it builds the UI and the server first). Envir
   TINCAN_UI_DIST     the trunk `dist` folder
 """
 
+import base64
+import hashlib
 import json
 import math
 import os
 import socket
+import ssl
 import statistics
 import struct
 import subprocess
@@ -127,8 +130,9 @@ def server(workdir):
         logf.close()
 
 
-def chromium(workdir, name, freq):
-    """Headless Chromium whose fake microphone plays `freq` Hz; `freq=None`: no microphone at all."""
+def chromium(workdir, name, freq, extra=()):
+    """Headless Chromium whose fake microphone plays `freq` Hz; `freq=None`: no microphone at all.
+    `extra`: more command-line flags."""
     profile = os.path.join(workdir, f"profile-{name}")
     os.makedirs(profile, exist_ok=True)
     opts = webdriver.ChromeOptions()
@@ -143,7 +147,7 @@ def chromium(workdir, name, freq):
         wav = os.path.join(workdir, f"{name}.wav")
         write_tone(wav, freq)
         flags += ["--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
-    for flag in flags:
+    for flag in list(flags) + list(extra):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
@@ -512,3 +516,89 @@ def test_browser_reconnects_after_server_restart(browsers):
     wait_screen(a, "callended")
     wait_screen(b, "callended")
     back_home(a, b)
+
+
+def make_tls_files(workdir):
+    """A CA and a server certificate it signs for 127.0.0.1 / localhost only (ECDSA P-256), made here
+    with the openssl command (test tooling only: the server and the app use rustls). Returns
+    (cert, key, base64 SHA-256 of the server key's SPKI, for --ignore-certificate-errors-spki-list)."""
+    d = os.path.join(workdir, "tls")
+    os.makedirs(d, exist_ok=True)
+    p = lambda n: os.path.join(d, n)  # noqa: E731
+
+    def run(*args, **kw):
+        return subprocess.run(["openssl", *args], check=True, capture_output=True, **kw).stdout
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-subj", "/CN=tincan media-e2e CA", "-keyout", p("ca.key"), "-out", p("ca.pem"),
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", "/CN=127.0.0.1", "-keyout", p("server.key"), "-out", p("server.csr"))
+    with open(p("ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
+        "-CAcreateserial", "-days", "2", "-extfile", p("ext.cnf"), "-out", p("server.pem"))
+    spki = run("pkey", "-in", p("server.key"), "-pubout", "-outform", "der")
+    digest = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    return p("server.pem"), p("server.key"), digest
+
+
+@pytest.fixture(scope="module")
+def tls_server(workdir):
+    """tincan-server serving the UI and wss itself (--tls-cert/--tls-key) on another port."""
+    cert, key, spki = make_tls_files(workdir)
+    port = free_port()
+    env = dict(os.environ, TINCAN_SECRET_KEY="media-e2e-" + os.urandom(8).hex(), TINCAN_LOG="warn")
+    logf = open(os.path.join(workdir, "server-tls.log"), "w")
+    proc = subprocess.Popen(
+        [SERVER_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDKAPPID),
+         "--ui-dir", UI_DIST, "--dev-issue-sigs", "--tls-cert", cert, "--tls-key", key],
+        env=env, stdout=logf, stderr=subprocess.STDOUT,
+    )
+    base = f"https://127.0.0.1:{port}"
+    ctx = ssl.create_default_context(cafile=os.path.join(os.path.dirname(cert), "ca.pem"))
+
+    def up():
+        with urllib.request.urlopen(base + "/healthz", timeout=1, context=ctx) as r:
+            return r.status == 200
+
+    try:
+        wait_for("tincan-server (TLS)", up, timeout=20)
+        # Plain http to the TLS port gets nothing useful: no downgrade.
+        with pytest.raises(Exception):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+        yield base, spki
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        logf.close()
+
+
+def test_browsers_call_over_https_and_wss(workdir, tls_server):
+    """The UI from https://, signaling over wss:// (the page is https), and audio both ways."""
+    base, spki = tls_server
+    trust = [f"--ignore-certificate-errors-spki-list={spki}"]
+    a = chromium(workdir, "alice-tls", TONE_A, trust)
+    b = chromium(workdir, "bob-tls", TONE_B, trust)
+    try:
+        for drv, user in ((a, "alice"), (b, "bob")):
+            drv.get(base + "/")
+            sign_in(drv, user)
+            assert drv.execute_script("return window.isSecureContext;") is True
+        # Signed in, so the page's WebSocket is wss:// (ui/src/browser.rs page_ws_url): this port
+        # speaks nothing but TLS.
+        connect_call(a, b, "call over wss")
+        time.sleep(0.8)
+        hz_at_b, hz_at_a = peak(b), peak(a)
+        log(f"over wss: B hears {hz_at_b} Hz, A hears {hz_at_a} Hz")
+        assert hz_at_b and abs(hz_at_b - TONE_A) < TOLERANCE_HZ
+        assert hz_at_a and abs(hz_at_a - TONE_B) < TOLERANCE_HZ
+        click(a, "#hang-up")
+        wait_screen(a, "callended")
+        wait_screen(b, "callended")
+    finally:
+        for drv in (a, b):
+            drv.quit()
