@@ -34,9 +34,12 @@ pub struct TlsOptions {
 impl TlsOptions {
     /// `TINCAN_CA_FILE` if set and non-empty, else the setting (blank means none).
     pub fn from_env_or(setting: Option<&str>) -> Self {
-        let env = std::env::var(CA_FILE_ENV).ok();
+        Self::from_parts(std::env::var(CA_FILE_ENV).ok().as_deref(), setting)
+    }
+
+    fn from_parts(env: Option<&str>, setting: Option<&str>) -> Self {
         let ca_file = env
-            .as_deref()
+            .filter(|s| !s.trim().is_empty())
             .or(setting)
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -280,6 +283,25 @@ mod tests {
         ] {
             assert!(!is_loopback_host(h), "{h}");
         }
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_setting() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(
+            TlsOptions::from_parts(Some("/e.pem"), Some("/s.pem")).ca_file,
+            p("/e.pem")
+        );
+        assert_eq!(
+            TlsOptions::from_parts(None, Some(" /s.pem ")).ca_file,
+            p("/s.pem")
+        );
+        assert_eq!(
+            TlsOptions::from_parts(Some(""), Some("/s.pem")).ca_file,
+            p("/s.pem")
+        );
+        assert_eq!(TlsOptions::from_parts(None, Some("  ")).ca_file, None);
+        assert_eq!(TlsOptions::from_parts(None, None).ca_file, None);
     }
 
     #[test]
