@@ -166,41 +166,32 @@ impl Tls {
         Ok(())
     }
 
-    /// Reloads on SIGHUP and when a file changes (checked every `poll`). Runs until aborted.
-    pub async fn watch(self, poll: Duration) {
-        let mut seen = stamp(&self.files);
-        #[cfg(unix)]
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(err) => {
-                tracing::warn!(%err, "no SIGHUP handler; the certificate reloads on file change only");
-                None
-            }
-        };
-        loop {
-            #[cfg(unix)]
-            let why = tokio::select! {
-                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
-                _ = tokio::time::sleep(poll) => "file change",
-            };
-            #[cfg(not(unix))]
-            let why = {
-                tokio::time::sleep(poll).await;
-                "file change"
-            };
-            let now = stamp(&self.files);
-            if why == "file change" && now == seen {
-                continue;
-            }
-            seen = now;
-            match self.reload() {
-                Ok(()) => {
-                    tracing::info!(cert = %self.files.cert.display(), why, "TLS certificate reloaded")
+    /// Reloads on SIGHUP and when a file changes (checked every `poll`); the future runs until
+    /// aborted. The SIGHUP handler is installed here, before the future first runs, so a signal
+    /// sent right after the server said it is listening cannot hit the default action (exit).
+    pub fn watch(self, poll: Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut hup = Hangup::install();
+        async move {
+            let mut seen = stamp(&self.files);
+            loop {
+                let why = tokio::select! {
+                    Some(()) = hup.next() => "SIGHUP",
+                    _ = tokio::time::sleep(poll) => "file change",
+                };
+                let now = stamp(&self.files);
+                if why == "file change" && now == seen {
+                    continue;
                 }
-                Err(err) => tracing::error!(
-                    %err, why,
-                    "the new TLS certificate cannot be used; still serving the previous one"
-                ),
+                seen = now;
+                match self.reload() {
+                    Ok(()) => tracing::info!(
+                        cert = %self.files.cert.display(), why, "TLS certificate reloaded"
+                    ),
+                    Err(err) => tracing::error!(
+                        %err, why,
+                        "the new TLS certificate cannot be used; still serving the previous one"
+                    ),
+                }
             }
         }
     }
@@ -216,6 +207,38 @@ impl Tls {
             local,
             task: task.abort_handle(),
         })
+    }
+}
+
+/// SIGHUP where there is one (Unix); elsewhere (the app embeds this crate on Windows) never fires.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = signal(SignalKind::hangup())
+                .map_err(|err| {
+                    tracing::warn!(%err, "no SIGHUP handler; the certificate reloads on file change only")
+                })
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// `None` when no signal can come (then `select!` waits on the other branch).
+    async fn next(&mut self) -> Option<()> {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            return s.recv().await;
+        }
+        None
     }
 }
 
