@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Media end-to-end tests: audio crosses between two headless Chromium instances through a real
 # tincan-server on loopback and the trunk-built UI (tests/media/test_media.py), and between the
-# native engine (GStreamer) and Chromium in both calling directions (tests/media/test_native_interop.py).
+# native engine (GStreamer) and Chromium in both calling directions (tests/media/test_native_interop.py),
+# and headless Firefox ESR with Chromium and with the native engine, both directions each
+# (tests/media/test_firefox.py).
 #
 # Usage: scripts/test-media.sh [pytest args]
-# Needs (Debian 12): chromium chromium-driver (at /usr/bin), python3 with venv; trunk 0.21.14,
+# Needs (Debian 12): chromium chromium-driver firefox-esr (at /usr/bin), geckodriver 0.37.1
+#   (cargo install), python3 with venv; trunk 0.21.14,
 #   wasm-bindgen-cli 0.2.130 and the wasm32-unknown-unknown target; PyPI reachable once if selenium
 #   and pytest are missing (they go into target/media-venv).
 # Exits non-zero if audio does not cross (or any other check fails).
@@ -14,8 +17,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 START=$(date +%s)
+export PATH="$HOME/.cargo/bin:$PATH"
 
-for tool in chromium chromedriver trunk wasm-bindgen python3; do
+for tool in chromium chromedriver firefox-esr geckodriver trunk wasm-bindgen python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "test-media: missing '$tool' (see the header of $0)" >&2; exit 1; }
 done
 
@@ -38,8 +42,9 @@ fi
 export TINCAN_SERVER_BIN="$ROOT/target/debug/tincan-server"
 export TINCAN_UI_DIST="$ROOT/ui/dist"
 export TINCAN_NATIVE_PEER_BIN="$ROOT/target/debug/examples/native_peer"
-echo "=== media e2e (headless Chromium x2, tincan-server on loopback)"
+echo "=== media e2e (headless Chromium x2, Firefox ESR, the native engine; tincan-server on loopback)"
 status=0
-"$PY" -m pytest -x -q -s -p no:cacheprovider tests/media/test_media.py tests/media/test_native_interop.py "$@" || status=$?
+"$PY" -m pytest -x -q -s -p no:cacheprovider tests/media/test_media.py tests/media/test_native_interop.py \
+  tests/media/test_firefox.py "$@" || status=$?
 echo "=== test-media: $(( $(date +%s) - START )) s, exit $status"
 exit $status

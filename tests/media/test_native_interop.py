@@ -45,12 +45,12 @@ def bob(workdir, server):  # noqa: F811
 class NativePeer:
     """The native_peer process; its JSON lines arrive on a queue."""
 
-    def __init__(self, server, *args, seconds=40):
+    def __init__(self, server, *args, seconds=40, tone=NATIVE_TONE, expect=BROWSER_TONE):
         assert os.path.exists(NATIVE_BIN), f"build it: cargo build -p tincan-media --example native_peer ({NATIVE_BIN})"
         ws = server.replace("http://", "ws://") + "/ws"
         self.proc = subprocess.Popen(
             [NATIVE_BIN, "--server", ws, "--sdkappid", str(SDKAPPID), "--user", "native",
-             "--dev-sig", server, "--tone", str(NATIVE_TONE), "--expect", str(BROWSER_TONE),
+             "--dev-sig", server, "--tone", str(tone), "--expect", str(expect),
              "--seconds", str(seconds), *args],
             stdout=subprocess.PIPE, stderr=open(os.environ.get("NATIVE_PEER_STDERR", os.devnull), "a"), text=True,
         )
@@ -61,9 +61,12 @@ class NativePeer:
     def _read(self):
         for line in self.proc.stdout:
             try:
-                self.events.put(json.loads(line))
+                ev = json.loads(line)
             except ValueError:
-                pass
+                continue
+            # When the line arrived (epoch ms), to set the peer's t_ms against a browser's clock.
+            ev["rx_ms"] = time.time() * 1000
+            self.events.put(ev)
 
     def wait(self, name, timeout=20, after=0):
         """The first `name` event, skipping the first `after` events seen (to wait for a later one)."""
