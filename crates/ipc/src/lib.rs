@@ -354,7 +354,7 @@ impl Settings {
             if !(url.starts_with("ws://") || url.starts_with("wss://")) || url.len() < 8 {
                 return Err(IpcError::new(
                     ErrorCode::InvalidInput,
-                    "The server address must start with wss:// (or ws:// to this machine), for example wss://calls.example.com/ws.",
+                    "The server address must start with ws:// or wss://, for example wss://calls.example.com/ws (plain ws:// only to this machine).",
                 ));
             }
         }
