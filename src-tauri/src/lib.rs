@@ -2,7 +2,8 @@
 //! modules that are tested without a webview:
 //!
 //! - [`credentials`]: secrets in the OS keyring, wrapped in `Sensitive`.
-//! - [`signaling`]: the one task that owns the WebSocket (reconnect, re-login, events).
+//! - [`signaling`]: the tokio driver around `tincan_ipc::session::ClientSession` (the shared signaling
+//!   client): it owns the WebSocket and the timers; the machine decides sign-in, reconnects and events.
 //! - [`call_view`]: this window's view of its call, as a pure state machine.
 //! - [`embedded`]: the local tincan-server that serves calls on one machine with no setup.
 //! - [`storage`]: settings and call history.

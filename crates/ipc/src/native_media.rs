@@ -102,6 +102,9 @@ pub enum NativeMediaErrorCode {
     ConnectionLost,
     /// Negotiation failed (an SDP the engine could not use).
     Negotiation,
+    /// The peer's offer or answer failed the SDP check (`tincan_proto::sdp`) and was not applied;
+    /// the message names the check.
+    SdpRejected,
     /// Anything else inside the pipeline.
     Pipeline,
 }

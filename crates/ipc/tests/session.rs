@@ -143,6 +143,46 @@ fn an_unreachable_server_fails_the_first_sign_in_in_words() {
 }
 
 #[test]
+fn a_connect_failure_the_driver_typed_keeps_its_code_and_a_fatal_one_stops() {
+    let mut h = H::new();
+    h.sign_in("alice");
+    h.disconnected(None);
+    h.advance(1_000);
+    h.plan(Ok(plan("alice")));
+    h.take();
+    // Retryable (the network): back off again.
+    let e = IpcError::new(
+        ErrorCode::ServerUnreachable,
+        "Cannot reach the server: refused",
+    );
+    h.connect_failed(e, false);
+    assert_eq!(
+        h.s.snapshot().connection,
+        ConnectionState::Reconnecting {
+            attempt: 2,
+            retry_in_ms: h.s.poll_timeout().unwrap() - h.now
+        }
+    );
+    h.advance(5_000);
+    h.plan(Ok(plan("alice")));
+    // Fatal (the certificate is not trusted): stop, and say why.
+    let e = IpcError::new(
+        ErrorCode::TlsCertificate,
+        "The server's TLS certificate is not trusted.",
+    );
+    h.connect_failed(e, true);
+    let ev = h.events();
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, AppEvent::Error { error } if error.code == ErrorCode::TlsCertificate)
+        ),
+        "{ev:?}"
+    );
+    assert_eq!(h.connection(), ConnectionState::SignedOut);
+    assert_eq!(h.s.poll_timeout(), None);
+}
+
+#[test]
 fn connect_and_login_have_deadlines() {
     let mut h = H::new();
     let id = h.cmd(Command::SignIn);

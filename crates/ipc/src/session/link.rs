@@ -82,6 +82,15 @@ impl ClientSession {
         }
     }
 
+    /// The connect [`Output::Connect`] asked for failed before a socket opened, for a reason the
+    /// driver could tell (a refused certificate, an address it will not use); `fatal` when a retry
+    /// cannot help. (A socket that just closed is [`ClientSession::handle_disconnected`].)
+    pub fn handle_connect_failed(&mut self, now: Millis, error: IpcError, fatal: bool) {
+        if matches!(self.link, Link::Connecting { .. }) {
+            self.attempt_failed(now, error, fatal);
+        }
+    }
+
     /// The socket [`Output::Connect`] asked for is open: sign in on it.
     pub fn handle_connected(&mut self, now: Millis) {
         match std::mem::replace(&mut self.link, Link::SignedOut) {

@@ -137,6 +137,11 @@ impl H {
         self.drain();
     }
 
+    pub fn connect_failed(&mut self, e: IpcError, fatal: bool) {
+        self.s.handle_connect_failed(self.now, e, fatal);
+        self.drain();
+    }
+
     pub fn disconnected(&mut self, close: Option<CloseReason>) {
         self.s
             .handle_disconnected(self.now, close, "connection reset");
