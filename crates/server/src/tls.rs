@@ -242,11 +242,20 @@ impl Hangup {
     }
 }
 
-/// (modified, len) of both files; `None` parts when a file is missing for the moment.
-fn stamp(files: &TlsFiles) -> [(Option<SystemTime>, Option<u64>); 2] {
-    let one = |p: &Path| match std::fs::metadata(p) {
-        Ok(m) => (m.modified().ok(), Some(m.len())),
-        Err(_) => (None, None),
+/// What identifies one version of a file: modification time, size and (on Unix) the inode, which a
+/// rename-into-place or a switched symlink (certbot's `live/` links) changes even when the time is
+/// coarse and the size the same. `None` while a file is missing for the moment.
+type Stamp = Option<(Option<SystemTime>, u64, u64)>;
+
+fn stamp(files: &TlsFiles) -> [Stamp; 2] {
+    let one = |p: &Path| {
+        std::fs::metadata(p).ok().map(|m| {
+            #[cfg(unix)]
+            let ino = std::os::unix::fs::MetadataExt::ino(&m);
+            #[cfg(not(unix))]
+            let ino = 0;
+            (m.modified().ok(), m.len(), ino)
+        })
     };
     [one(&files.cert), one(&files.key)]
 }

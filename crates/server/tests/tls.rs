@@ -368,3 +368,45 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
         l.contains("client=127.0.0.1")
     });
 }
+
+#[test]
+fn tls_cert_without_a_key_is_a_usage_error() {
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--sdkappid",
+            "1",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+        ])
+        .env("TINCAN_SECRET_KEY", SECRET)
+        .env_remove("TINCAN_TLS_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-key"), "{err}");
+}
+
+#[test]
+fn a_missing_certificate_file_stops_the_start_with_its_name() {
+    let port = free_port();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--sdkappid",
+            "1",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ])
+        .env("TINCAN_SECRET_KEY", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read /nonexistent/cert.pem"), "{err}");
+}
