@@ -18,7 +18,8 @@ use tincan_media::{
     AudioInput, AudioOutput, EngineConfig, EngineEvent, IceConnectionState, MediaError,
     MediaSession, Role,
 };
-use tincan_proto::CallId;
+use tincan_proto::sdp::{self, CandidateBudget, SdpError};
+use tincan_proto::{CallId, MediaSignal};
 
 /// Level events are sent to the UI at most this often.
 const LEVEL_EVERY: Duration = Duration::from_millis(100);
@@ -32,6 +33,8 @@ struct Active {
     setup: NativeStartArgs,
     /// A callee's session runs while its device rings, microphone closed, until it accepts.
     session: MediaSession,
+    /// The SDP check's count of the peer's candidates (the per-call cap, as on the server).
+    peer_signals: CandidateBudget,
 }
 
 /// One native media session at a time (a user is in one call at a time).
@@ -307,6 +310,7 @@ impl NativeMedia {
             call_id: setup.call_id.clone(),
             setup,
             session,
+            peer_signals: CandidateBudget::default(),
         });
         Ok(())
     }
@@ -329,9 +333,38 @@ impl NativeMedia {
         self.with_call(&args.call_id, |a| a.session.accept())
     }
 
-    /// A signal from the peer.
+    /// A signal from the peer, checked before GStreamer sees it (`tincan_proto::sdp`, the check
+    /// the server runs too). A refused offer or answer is applied not at all and fails the session
+    /// with `sdp_rejected`, like any other failure (an event, so the UI ends the call once); a
+    /// refused candidate is skipped and logged, and the call goes on.
     pub fn signal(&self, args: NativeSignalArgs) -> Result<(), IpcError> {
-        self.with_call(&args.call_id, |a| a.session.apply_remote(&args.signal))
+        let refused = self.with_call(&args.call_id, |a| {
+            match a.peer_signals.admit(&args.signal, &sdp::Limits::default()) {
+                Ok(()) => a.session.apply_remote(&args.signal).map(|()| None),
+                Err(e) => Ok(Some(e)),
+            }
+        })?;
+        if let Some(e) = refused {
+            self.refuse(args.call_id, &args.signal, &e);
+        }
+        Ok(())
+    }
+
+    fn refuse(&self, call_id: CallId, signal: &MediaSignal, e: &SdpError) {
+        tracing::warn!(code = e.code(), %e, "the peer's signal failed the SDP check; nothing applied");
+        if matches!(
+            signal,
+            MediaSignal::Offer { .. } | MediaSignal::Answer { .. }
+        ) {
+            (self.sink)(NativeMediaEvent::Failed {
+                call_id,
+                code: NativeMediaErrorCode::SdpRejected,
+                message: format!(
+                    "The other side's audio setup was refused ({}): {e}.",
+                    e.code()
+                ),
+            });
+        }
     }
 
     pub fn mute(&self, args: NativeMuteArgs) {
@@ -470,11 +503,71 @@ mod tests {
         assert_eq!(level_pct(-200.0), 0);
     }
 
+    /// The app runs one media session at a time; so do these tests (several GStreamer calls at
+    /// once in one process hung now and then, as the media crate's tests found).
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    /// A peer's offer that fails the SDP check never reaches GStreamer: the session fails with
+    /// `sdp_rejected`; a malformed candidate is skipped.
+    #[test]
+    fn a_refused_offer_is_not_applied() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let call = CallId::new("c1").unwrap();
+        let (tx, rx) = mpsc::channel::<NativeMediaEvent>();
+        let b = NativeMedia::with_sink(Arc::new(move |e| {
+            let _ = tx.send(e);
+        }));
+        b.start(setup(&call, false, 1000)).unwrap();
+        let offer = include_str!("../../crates/proto/tests/data/sdp/firefox-153-offer.sdp");
+        let mut hundred = offer.to_owned();
+        for _ in 0..100 {
+            hundred.push_str("m=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=rtpmap:109 opus/48000/2\r\n");
+        }
+        let signal = |signal| NativeSignalArgs {
+            call_id: call.clone(),
+            signal,
+        };
+        b.signal(signal(MediaSignal::Candidate {
+            candidate: "candidate:1 1 udp 1 192.0.2.1 99999 typ host".into(),
+            sdp_mid: None,
+            sdp_m_line_index: None,
+        }))
+        .unwrap();
+        b.signal(signal(MediaSignal::Offer {
+            sdp: hundred,
+            ice_restart: false,
+        }))
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "no failure reported");
+            if let Ok(NativeMediaEvent::Failed { code, message, .. }) =
+                rx.recv_timeout(Duration::from_secs(1))
+            {
+                assert_eq!(code, NativeMediaErrorCode::SdpRejected, "{message}");
+                assert!(message.contains("sdp_media_lines"), "{message}");
+                break;
+            }
+        }
+        // Accepting now has no offer to answer: nothing goes to the peer.
+        let _ = b.accept(NativeCallArgs {
+            call_id: call.clone(),
+        });
+        let quiet_until = Instant::now() + Duration::from_millis(1500);
+        while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+            if let Ok(NativeMediaEvent::Signal { signal, .. }) = rx.recv_timeout(left) {
+                panic!("the callee answered a refused offer: {signal:?}");
+            }
+        }
+        b.stop(NativeCallArgs { call_id: call });
+    }
+
     /// Two sessions wired as the UI wires them: the ringing callee takes the caller's early offer
     /// and answers when it accepts, then audio flows both ways and levels, stats and first-audio
     /// events arrive.
     #[test]
     fn a_callee_answers_the_held_offer_on_accept() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let call = CallId::new("c1").unwrap();
         let (tx, rx) = mpsc::channel::<(char, NativeMediaEvent)>();
         let ta = tx.clone();

@@ -36,6 +36,9 @@ pub enum MediaErrorCode {
     ConnectionLost,
     /// Negotiation failed (a browser refused an SDP or a candidate).
     Negotiation,
+    /// The peer's offer or answer failed the SDP check (`tincan_proto::sdp`, the check the server
+    /// runs too) and was not applied.
+    SdpRejected,
     /// The output device cannot be chosen in this engine.
     OutputNotSupported,
 }

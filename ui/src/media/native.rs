@@ -39,6 +39,7 @@ fn to_media_error(code: NativeMediaErrorCode, message: String) -> MediaError {
         NativeMediaErrorCode::NoMicrophone => MediaErrorCode::NoMicrophone,
         NativeMediaErrorCode::PeerUnreachable => MediaErrorCode::PeerUnreachable,
         NativeMediaErrorCode::ConnectionLost => MediaErrorCode::ConnectionLost,
+        NativeMediaErrorCode::SdpRejected => MediaErrorCode::SdpRejected,
         NativeMediaErrorCode::Negotiation | NativeMediaErrorCode::Pipeline => {
             MediaErrorCode::Negotiation
         }

@@ -57,6 +57,7 @@ pub fn media_end() -> Option<(&'static str, String)> {
     let title = match e.code {
         MediaErrorCode::ConnectionLost => "Connection lost",
         MediaErrorCode::PeerUnreachable => "Peer unreachable",
+        MediaErrorCode::SdpRejected => "Call setup refused",
         _ => return None,
     };
     Some((title, e.message))

@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use tincan_ipc::MediaSignal;
+use tincan_proto::sdp::{self, CandidateBudget, SdpError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -84,6 +85,8 @@ struct State {
     answered: bool,
     have_offer: bool,
     pending_candidates: Vec<RtcIceCandidateInit>,
+    /// The SDP check's count of the peer's candidates (the per-call cap, as on the server).
+    peer_signals: CandidateBudget,
     queue: VecDeque<Op>,
     running: bool,
     stopped: bool,
@@ -197,6 +200,7 @@ impl WebRtcSession {
             answered: false,
             have_offer: false,
             pending_candidates: Vec::new(),
+            peer_signals: CandidateBudget::default(),
             queue: VecDeque::new(),
             running: false,
             stopped: false,
@@ -650,6 +654,15 @@ impl WebRtcSession {
 
     async fn on_signal(s: &Rc<RefCell<State>>, signal: MediaSignal) -> Result<(), MediaError> {
         let role = s.borrow().setup.role;
+        // The SDP check (the server's too) before the browser sees anything: a refused offer or
+        // answer is not applied and fails the session; a refused candidate is skipped.
+        let checked = s
+            .borrow_mut()
+            .peer_signals
+            .admit(&signal, &sdp::Limits::default());
+        if let Err(e) = checked {
+            return refused(&signal, &e);
+        }
         match signal {
             MediaSignal::Offer { sdp, .. } if role == Role::Callee => {
                 Self::set_remote(s, RtcSdpType::Offer, &sdp).await?;
@@ -688,6 +701,26 @@ impl WebRtcSession {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// A peer's signal that failed the SDP check: an offer or answer is the session's failure, with a
+/// stable code; a candidate is only logged.
+fn refused(signal: &MediaSignal, e: &SdpError) -> Result<(), MediaError> {
+    let text = format!(
+        "The other side's audio setup was refused ({}): {e}.",
+        e.code()
+    );
+    match signal {
+        MediaSignal::Offer { .. } | MediaSignal::Answer { .. } => {
+            Err(MediaError::new(MediaErrorCode::SdpRejected, text))
+        }
+        _ => {
+            web_sys::console::warn_1(&JsValue::from_str(&format!(
+                "tincan: candidate skipped: {text}"
+            )));
+            Ok(())
+        }
     }
 }
 
