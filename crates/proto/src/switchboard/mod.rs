@@ -1,0 +1,223 @@
+//! The signaling server's brain, without the server: presence, call routing and the protocol's
+//! rules, as a sans-I/O state machine.
+//!
+//! The server feeds it what happened (a session logged in, a frame arrived, a connection dropped, time
+//! passed) and carries out the [`Action`]s it returns (send this frame to that session, close that
+//! one). Because it owns no sockets and reads no clock, every rule here is tested exactly, and the
+//! property tests can throw random traffic at it.
+//!
+//! Here: the types, the state and the invariants. `presence` (sign-in, sign-out, who is busy, missed
+//! calls), `routing` (frames to rules, placing a call), `ring` (a call's life: timeouts, events,
+//! endings), `relay` (media negotiation, checked by `crate::sdp`, then relayed).
+
+use crate::call::{Call, CallError, Party, Phase};
+use crate::ids::{CallId, DeviceId, UserId};
+use crate::message::{
+    CloseReason, ErrorCode, MissedCall, ServerMessage, DEFAULT_RING_TIMEOUT_SECS,
+};
+use crate::sdp::{self, CandidateBudget};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+mod presence;
+mod relay;
+mod ring;
+mod routing;
+
+/// A connection, numbered by the server.
+pub type SessionId = u64;
+
+/// What the server must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Send(SessionId, ServerMessage),
+    /// Close the connection with this reason (after sending anything queued before it).
+    Close(SessionId, CloseReason),
+}
+
+/// The rules a switchboard enforces.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Kick older sessions of a user when it signs in again (the seed's behaviour).
+    pub single_session: bool,
+    pub max_devices_per_user: usize,
+    pub default_ring_secs: u32,
+    pub max_ring_secs: u32,
+    /// Missed calls kept per offline user.
+    pub max_missed_per_user: usize,
+    /// Offline users with missed calls kept at once; the oldest entry goes when full.
+    pub max_missed_users: usize,
+    /// Told to clients in `login_ok`.
+    pub heartbeat_secs: u32,
+    pub max_frame_bytes: u32,
+    /// The SDP check's limits for relayed offers, answers and candidates.
+    pub sdp: sdp::Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            single_session: false,
+            max_devices_per_user: 8,
+            default_ring_secs: DEFAULT_RING_TIMEOUT_SECS,
+            max_ring_secs: 120,
+            max_missed_per_user: 20,
+            max_missed_users: 100_000,
+            heartbeat_secs: 25,
+            max_frame_bytes: 64 * 1024,
+            sdp: sdp::Limits::default(),
+        }
+    }
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error("this connection is already signed in")]
+    AlreadyLoggedIn,
+    #[error("signed in on too many devices")]
+    TooManyDevices,
+}
+
+impl LoginError {
+    pub fn code(self) -> ErrorCode {
+        match self {
+            LoginError::AlreadyLoggedIn => ErrorCode::AlreadyLoggedIn,
+            LoginError::TooManyDevices => ErrorCode::TooManyDevices,
+        }
+    }
+}
+
+fn call_error_code(e: &CallError) -> ErrorCode {
+    match e {
+        CallError::CallSelf => ErrorCode::CallSelf,
+        CallError::NotAParty => ErrorCode::NotCallParty,
+        CallError::Ended => ErrorCode::UnknownCall,
+        CallError::InvalidState { .. } => ErrorCode::InvalidState,
+        CallError::NotConnected => ErrorCode::NotConnected,
+    }
+}
+
+/// Presence and calls.
+#[derive(Debug, Default)]
+pub struct Switchboard {
+    config: Config,
+    sessions: HashMap<SessionId, Party>,
+    /// Each user's signed-in devices.
+    devices: HashMap<UserId, Vec<(DeviceId, SessionId)>>,
+    calls: HashMap<CallId, Call>,
+    /// Each live call's candidate budgets, the caller's and the callee's (the per-call cap).
+    budgets: HashMap<CallId, [CandidateBudget; 2]>,
+    /// The live calls each user is in (as caller or callee, ringing or connected).
+    calls_of_user: HashMap<UserId, Vec<CallId>>,
+    deadlines: BTreeSet<(u64, CallId)>,
+    missed: HashMap<UserId, VecDeque<MissedCall>>,
+    /// Insertion order of `missed`, to drop the oldest user when full.
+    missed_order: VecDeque<UserId>,
+}
+
+impl Switchboard {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Signed-in sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Live (ringing or connected) calls.
+    pub fn calls(&self) -> impl Iterator<Item = &Call> {
+        self.calls.values()
+    }
+
+    /// Who a session is signed in as.
+    pub fn party(&self, sid: SessionId) -> Option<&Party> {
+        self.sessions.get(&sid)
+    }
+
+    /// The earliest ring deadline, so the server knows when to call [`Switchboard::tick`].
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    fn session_of(&self, p: &Party) -> Option<SessionId> {
+        self.devices
+            .get(&p.user)?
+            .iter()
+            .find(|(d, _)| *d == p.device)
+            .map(|(_, s)| *s)
+    }
+
+    fn send_to(&self, p: &Party, msg: ServerMessage, out: &mut Vec<Action>) {
+        if let Some(sid) = self.session_of(p) {
+            out.push(Action::Send(sid, msg));
+        }
+    }
+
+    fn error(
+        sid: SessionId,
+        code: ErrorCode,
+        msg: impl Into<String>,
+        call: Option<&CallId>,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Send(
+            sid,
+            ServerMessage::error(code, msg, call.cloned()),
+        ));
+    }
+
+    /// Checks the switchboard's invariants; used by tests (cheap enough for debug assertions).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if let Some(id) = self.budgets.keys().find(|id| !self.calls.contains_key(*id)) {
+            return Err(format!("ended call {id} keeps its candidate budgets"));
+        }
+        for call in self.calls.values() {
+            if call.phase() == Phase::Ended {
+                return Err(format!("ended call {} is still live", call.id()));
+            }
+            if self.session_of(call.caller()).is_none() {
+                return Err(format!(
+                    "call {} survives its caller's disconnect",
+                    call.id()
+                ));
+            }
+            for d in call.ringing_devices() {
+                if self
+                    .session_of(&Party::new(call.callee().clone(), d.clone()))
+                    .is_none()
+                {
+                    return Err(format!("call {} rings on a device that is gone", call.id()));
+                }
+            }
+            if let Some(a) = call.answered_by() {
+                if self.session_of(&a).is_none() {
+                    return Err(format!(
+                        "call {} survives its callee's disconnect",
+                        call.id()
+                    ));
+                }
+            }
+        }
+        let mut connected: HashMap<&UserId, usize> = HashMap::new();
+        for call in self
+            .calls
+            .values()
+            .filter(|c| c.phase() == Phase::Connected)
+        {
+            *connected.entry(&call.caller().user).or_default() += 1;
+            *connected.entry(call.callee()).or_default() += 1;
+        }
+        if let Some((u, n)) = connected.iter().find(|(_, n)| **n > 1) {
+            return Err(format!("user {u} is in {n} connected calls"));
+        }
+        Ok(())
+    }
+}
