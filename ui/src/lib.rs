@@ -4,6 +4,7 @@
 pub mod app;
 pub mod backend;
 pub mod browser;
+pub mod ctx;
 pub mod media;
 pub mod state;
 pub mod views;

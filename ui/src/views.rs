@@ -1,6 +1,6 @@
-//! The views. Each reads the shared [`Ctx`] and calls the backend only through `ctx.api`.
+//! The views. Each reads the shared [`crate::ctx::Ctx`] and calls the backend only through `ctx.api`.
 
-use crate::app::Ctx;
+use crate::ctx::use_ctx;
 use crate::state::{ended_title, format_duration, Action, Page};
 use tincan_ipc::{
     CallOutcome, CallPhase, ConnectionState, CredentialMode, Direction, IceServer, ServerInfo,
@@ -8,11 +8,6 @@ use tincan_ipc::{
 };
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
-
-#[hook]
-fn use_ctx() -> Ctx {
-    use_context::<Ctx>().unwrap_or_else(|| unreachable!("App provides the context"))
-}
 
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64

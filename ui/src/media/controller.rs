@@ -392,6 +392,7 @@ impl Controller {
         let setup = {
             let i = self.inner.borrow();
             CallSetup {
+                call_id: c.call_id.clone(),
                 role,
                 ice_servers: i.settings.ice_servers.clone(),
                 input: i.settings.microphone.clone(),

@@ -98,6 +98,8 @@ impl Default for AudioProcessing {
 /// What a session is started with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallSetup {
+    /// The call the session carries audio for (the native engine names it to the backend).
+    pub call_id: tincan_ipc::CallId,
     pub role: Role,
     /// Exactly the configured servers; empty means host candidates only (never a public default).
     pub ice_servers: Vec<IceServer>,

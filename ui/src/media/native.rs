@@ -117,11 +117,8 @@ pub struct NativeSession {
 
 impl NativeSession {
     fn new(api: Api, setup: CallSetup, events: EventSink) -> Result<Rc<Self>, MediaError> {
-        let call_id = super::controller::get()
-            .and_then(|c| c.call_id())
-            .ok_or_else(|| {
-                MediaError::new(MediaErrorCode::Negotiation, "no call to carry audio for")
-            })?;
+        // The call comes with the setup: this engine never reaches back into the controller.
+        let call_id = setup.call_id.clone();
         let session = Rc::new(Self {
             api: api.clone(),
             call_id: call_id.clone(),
