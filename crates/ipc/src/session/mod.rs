@@ -25,7 +25,12 @@
 //!
 //! The module is split by concern: `link` (signing in, the connection, keepalive, backoff), `call`
 //! (the one call: commands and the frames about it), `rules` (words, backoff arithmetic, close codes).
-//! A protocol change lands in one of those once, for both clients.
+//! A protocol change lands in one of those once, for both clients. The places the coming ones touch:
+//! what a dropped connection does to a live call is decided in one spot (`link::on_disconnected`,
+//! today: end it as "connection lost"; a resume would keep a connected call and queue its hang-up);
+//! what follows a successful login is `link::on_login_answer` (where a resume announcement or a
+//! resync request would be sent); a new server message is a new arm of the exhaustive match in
+//! `call::on_server`; a new command (block / unblock) is a [`Command`] variant with its [`Reply`].
 
 mod call;
 mod link;
