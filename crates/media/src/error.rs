@@ -24,6 +24,11 @@ pub enum MediaError {
     /// Media never connected (no network path; a TURN server may be needed).
     #[error("the other side cannot be reached: no network path for the audio was found")]
     PeerUnreachable,
+    /// The peer's DTLS certificate does not match the `a=fingerprint` of its session description
+    /// (or there was none to check): someone on the path may be in the middle. No audio was
+    /// played or sent; the call must end.
+    #[error("the call's encryption could not be verified: {0}")]
+    NotVerified(String),
     #[error("the media engine has stopped")]
     Stopped,
 }

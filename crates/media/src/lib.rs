@@ -13,11 +13,14 @@
 mod analysis;
 mod config;
 mod devices;
+mod dtls;
 mod error;
 mod pipe;
 mod plugins;
+mod sdp;
 mod session;
 mod stats;
+mod verify;
 
 pub use analysis::peak_frequency;
 pub use config::{AudioInput, AudioOutput, EngineConfig, Role};

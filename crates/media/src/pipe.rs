@@ -12,8 +12,11 @@
 //! restart that works against every peer.
 
 use crate::config::{AudioInput, AudioOutput, EngineConfig, Role};
+use crate::dtls::{prepare_decoders, with_fingerprint, Certificate, OnPeer};
 use crate::error::MediaError;
+use crate::sdp;
 use crate::stats::CallStats;
+use crate::verify::{self, Expected};
 use crate::{EngineEvent, IceConnectionState};
 use gst::glib;
 use gst::prelude::*;
@@ -27,6 +30,9 @@ use tracing::{debug, warn};
 
 /// Sample rate of everything inside the pipeline.
 pub(crate) const RATE: u32 = 48_000;
+/// The payload type our offers give Opus (as Chromium's do). What we send follows the peer's
+/// description (see [`crate::sdp::opus_payload_type`]).
+const OUR_OPUS_PT: u8 = 111;
 /// How many times a `create-offer` / `create-answer` that returned no SDP is retried.
 const SDP_RETRIES: u32 = 3;
 /// How long a sink swap waits for the playback chain to reach an idle point.
@@ -45,81 +51,8 @@ pub(crate) struct PipeSpec<'a> {
     pub muted: bool,
     /// An offerer's offer is marked as an ICE restart (a pipe that replaces a failed one).
     pub ice_restart: bool,
-    /// A DTLS certificate and key (PEM) of this pipe's own. A pipe that replaces another needs
-    /// one: GStreamer's DTLS elements otherwise share one certificate per process, and a peer
-    /// that sees the same fingerprint after an ICE restart (Chromium) keeps its old DTLS
-    /// association, which the fresh pipe does not have.
-    pub certificate: Option<Certificate>,
-}
-
-/// A pipe's own DTLS certificate.
-#[derive(Clone)]
-pub(crate) struct Certificate {
-    /// Certificate and private key, PEM, as GStreamer's DTLS elements take them.
-    pem: String,
-    /// SHA-256 of the certificate's DER, as SDP writes it ("AB:CD:…").
-    fingerprint: String,
-}
-
-/// A new self-signed DTLS certificate (ECDSA P-256, as browsers make them) and its private key.
-/// GStreamer's own `GstDtlsCertificate` would do, but its `pem` property gives the certificate
-/// without the key.
-pub(crate) fn fresh_certificate() -> Result<Certificate, MediaError> {
-    use sha2::Digest;
-    let made = rcgen::generate_simple_self_signed(vec!["tincan".to_owned()])
-        .map_err(|e| MediaError::Pipeline(format!("no DTLS certificate: {e}")))?;
-    let digest = sha2::Sha256::digest(made.cert.der());
-    let fingerprint = digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":");
-    Ok(Certificate {
-        pem: format!("{}{}", made.cert.pem(), made.signing_key.serialize_pem()),
-        fingerprint,
-    })
-}
-
-/// Writes the certificate's true fingerprint into our SDP. GStreamer 1.22's webrtcbin makes the
-/// fingerprint by decoding every base64 line of the transport's PEM, so with a PEM that carries its
-/// key (as one we supply must) it hashes certificate and key together, and a browser that checks
-/// the fingerprint (all of them) refuses the handshake ("certificate unknown").
-fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
-    let mut out = String::with_capacity(sdp.len());
-    for line in sdp.split_inclusive('\n') {
-        if line.starts_with("a=fingerprint:") {
-            out.push_str("a=fingerprint:sha-256 ");
-            out.push_str(fingerprint);
-            out.push_str("\r\n");
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
-}
-
-/// Gives every DTLS decoder in `element` (itself, or inside it if it is a bin) that is not in
-/// `done` this certificate, and adds it to `done`. webrtcbin binds its DTLS transport's
-/// `certificate` (from which the SDP fingerprint is made) to the decoder's `pem`.
-///
-/// Once only per decoder, and before its transport's encoder goes to READY: setting `pem` makes
-/// the decoder a new DTLS connection, and an encoder that already took the old one would answer
-/// the handshake with the other certificate.
-fn use_certificate(element: &gst::Element, pem: &str, done: &Mutex<Vec<String>>) {
-    let mut done = lock(done);
-    let mut apply = |e: &gst::Element| {
-        let name = e.name().to_string();
-        if e.factory().is_some_and(|f| f.name() == "dtlssrtpdec") && !done.contains(&name) {
-            e.set_property("pem", pem);
-            done.push(name);
-        }
-    };
-    apply(element);
-    if let Some(bin) = element.downcast_ref::<gst::Bin>() {
-        for child in bin.iterate_recurse().into_iter().flatten() {
-            apply(&child);
-        }
-    }
+    /// This pipe's own DTLS certificate and key (see [`crate::dtls::fresh_certificate`]).
+    pub certificate: Certificate,
 }
 
 /// What the session's supervisor reads to judge the connection.
@@ -132,23 +65,34 @@ pub(crate) struct Observation {
     pub negotiated: bool,
     /// Since the last RTP packet from the peer; `None` before the first.
     pub rx_age: Option<Duration>,
+    /// This pipe's DTLS handshake failed inside GStreamer (see [`watch_bus`]).
+    pub dtls_failed: bool,
 }
 
 /// What the pipeline's callbacks (on GStreamer's threads) share with the pipe: connection state for
-/// the supervisor, and the fingerprint our SDP must carry. Atomics and short locks only, never the
-/// session's lock.
+/// the supervisor, the fingerprint our SDP must carry, and the peer's verification. Atomics and
+/// short locks only, never the session's lock.
 struct Liveness {
     /// This pipe's own certificate's fingerprint, written into our SDP (see [`with_fingerprint`]).
-    fingerprint: Option<Arc<str>>,
+    fingerprint: Arc<str>,
     epoch: Instant,
     ice: Mutex<(IceConnectionState, Instant)>,
     /// Milliseconds after `epoch` (plus one) of the last RTP packet from the peer; 0 before any.
     last_rx: AtomicU64,
     negotiated: AtomicBool,
+    /// The fingerprints of the peer's description, noted before webrtcbin is given it (so before
+    /// any handshake can start).
+    expected: Mutex<Option<Expected>>,
+    /// The peer's DTLS certificate matched them: only then does audio pass, either way.
+    verified: AtomicBool,
+    /// It did not (sticky): nothing passes on this pipe again, and the call ends.
+    refused: AtomicBool,
+    /// The DTLS handshake failed inside GStreamer ("Fatal SSL error").
+    dtls_failed: AtomicBool,
 }
 
 impl Liveness {
-    fn new(fingerprint: Option<Arc<str>>) -> Self {
+    fn new(fingerprint: Arc<str>) -> Self {
         let now = Instant::now();
         Self {
             fingerprint,
@@ -156,6 +100,43 @@ impl Liveness {
             ice: Mutex::new((IceConnectionState::New, now)),
             last_rx: AtomicU64::new(0),
             negotiated: AtomicBool::new(false),
+            expected: Mutex::new(None),
+            verified: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
+            dtls_failed: AtomicBool::new(false),
+        }
+    }
+
+    fn verified(&self) -> bool {
+        self.verified.load(Ordering::Acquire) && !self.refused.load(Ordering::Acquire)
+    }
+
+    /// Judges the peer's certificate as the handshake reports it (see [`crate::dtls`]): a match
+    /// opens the gates; a mismatch, or a finished handshake without a certificate, closes them
+    /// for good and ends the call with [`MediaError::NotVerified`].
+    fn judge(&self, peer_pem: Option<String>, handshake_done: bool, emit: &Emit) {
+        if self.refused.load(Ordering::Acquire) {
+            return;
+        }
+        if peer_pem.is_none() && !handshake_done {
+            return; // nothing to judge yet
+        }
+        let expected = lock(&self.expected).clone().unwrap_or_default();
+        match verify::check(peer_pem.as_deref(), &expected) {
+            Ok(()) => {
+                if !self.verified.swap(true, Ordering::AcqRel) {
+                    debug!("the peer's DTLS certificate matches its fingerprint");
+                }
+            }
+            Err(refusal) => {
+                self.verified.store(false, Ordering::Release);
+                if !self.refused.swap(true, Ordering::AcqRel) {
+                    warn!(%refusal, "the peer's DTLS certificate is refused; no audio passes");
+                    emit(EngineEvent::Error(MediaError::NotVerified(
+                        refusal.to_string(),
+                    )));
+                }
+            }
         }
     }
 
@@ -178,6 +159,8 @@ struct Answering {
 pub(crate) struct Pipe {
     pipeline: gst::Pipeline,
     webrtc: gst::Element,
+    /// The RTP payloader, whose payload type follows the peer's description.
+    pay: gst::Element,
     volume: gst::Element,
     source: Mutex<gst::Bin>,
     sink: Mutex<gst::Bin>,
@@ -259,8 +242,8 @@ fn send_chain(cfg: &EngineConfig, probe: &str) -> String {
         "queue name=src_queue leaky=downstream max-size-buffers=0 max-size-bytes=0 \
          max-size-time=60000000 ! audioconvert name=src_convert ! {dsp}\
          volume name=mute ! level name=local_level interval={interval} post-messages=true ! \
-         audioconvert ! opusenc ! rtpopuspay pt=111 ! \
-         application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate={RATE} ! \
+         audioconvert ! opusenc ! rtpopuspay name=pay pt={OUR_OPUS_PT} ! \
+         capsfilter name=rtp_caps caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate={RATE} ! \
          webrtcbin name=webrtc bundle-policy=max-bundle latency={latency}",
         latency = cfg.jitter_latency_ms
     )
@@ -278,6 +261,52 @@ fn playback_chain(cfg: &EngineConfig, probe: &str) -> String {
          audiomixer name=mix ! audioconvert ! audioresample ! audio/x-raw,rate={RATE},channels=1 ! {probe}\
          level name=remote_level interval={interval} post-messages=true"
     )
+}
+
+/// The send gate, on the link into webrtcbin: no buffer reaches webrtcbin before the peer's
+/// certificate is verified (webrtcbin would encrypt and send it as soon as DTLS is up). Dropping
+/// here, not inside webrtcbin, also keeps the send thread from ever waiting in webrtcbin's
+/// pre-negotiation block, so caps and sources can change while the call rings.
+///
+/// The caps webrtcbin negotiates from are fixed here too, apart from the payload type on the wire
+/// (the payloader's, which follows the peer's description): an offerer's always say
+/// `payload=111`, the number our offers use, so the payloader switching to the answer's number
+/// does not make webrtcbin ask for a new offer. An answerer's lose the field: webrtcbin 1.22
+/// matches an offer's m-line to our transceiver by intersecting the offer's caps with the caps our
+/// sink pad received, so `payload=111` there makes an offer with Opus at 109 or 96 find no
+/// transceiver, and webrtcbin answers `recvonly` (one-way audio: "did not find compatible
+/// transceiver"). Without the field the answer takes the offer's payload type.
+fn gate_sending(caps: &gst::Element, role: Role, live: Arc<Liveness>) -> Result<(), MediaError> {
+    let src = caps
+        .static_pad("src")
+        .ok_or_else(|| MediaError::Pipeline("rtp_caps has no src pad".into()))?;
+    let mask = gst::PadProbeType::BUFFER
+        | gst::PadProbeType::BUFFER_LIST
+        | gst::PadProbeType::EVENT_DOWNSTREAM;
+    src.add_probe(mask, move |_, info| match &mut info.data {
+        Some(gst::PadProbeData::Event(ev)) => {
+            let fixed = match ev.view() {
+                gst::EventView::Caps(c) => {
+                    let mut caps = c.caps_owned();
+                    for s in caps.make_mut().iter_mut() {
+                        match role {
+                            Role::Offerer => s.set("payload", i32::from(OUR_OPUS_PT)),
+                            Role::Answerer => s.remove_field("payload"),
+                        }
+                    }
+                    Some(gst::event::Caps::new(&caps))
+                }
+                _ => None,
+            };
+            if let Some(new) = fixed {
+                *ev = new;
+            }
+            gst::PadProbeReturn::Ok
+        }
+        Some(_) if !live.verified() => gst::PadProbeReturn::Drop,
+        _ => gst::PadProbeReturn::Ok,
+    });
+    Ok(())
 }
 
 impl Pipe {
@@ -300,6 +329,7 @@ impl Pipe {
                 .ok_or_else(|| MediaError::Pipeline(format!("element {name} missing")))
         };
         let webrtc = by_name("webrtc")?;
+        let pay = by_name("pay")?;
         let volume = by_name("mute")?;
         let mixer = by_name("mix")?;
         volume.set_property("mute", spec.muted);
@@ -317,25 +347,25 @@ impl Pipe {
         for turn in &cfg.turn_servers {
             let _ok: bool = webrtc.emit_by_name("add-turn-server", &[turn]);
         }
-        let fingerprint: Option<Arc<str>> = spec
-            .certificate
-            .as_ref()
-            .map(|c| c.fingerprint.as_str().into());
-        if let Some(pem) = spec.certificate.as_ref().map(|c| c.pem.clone()) {
+        let live = Arc::new(Liveness::new(spec.certificate.fingerprint.as_str().into()));
+        {
             // Before anything plays: an offerer's transport exists already (made with its sink
             // pad), and its DTLS encoder takes the decoder's connection when it goes to READY, so
             // the certificate must be in place by then. Transports made later (an answerer's, at
             // the remote offer) get it as they are added, before their state is synced.
+            let pem = spec.certificate.pem.clone();
+            let (l, e) = (live.clone(), emit.clone());
+            let on_peer: OnPeer = Arc::new(move |peer_pem, done| l.judge(peer_pem, done, &e));
             let done = Arc::new(Mutex::new(Vec::new()));
-            use_certificate(&webrtc, &pem, &done);
+            prepare_decoders(&webrtc, &pem, &on_peer, &done);
             webrtc.connect("deep-element-added", false, move |values| {
                 if let Some(element) = values.get(2).and_then(|v| v.get::<gst::Element>().ok()) {
-                    use_certificate(&element, &pem, &done);
+                    prepare_decoders(&element, &pem, &on_peer, &done);
                 }
                 None
             });
         }
-        let live = Arc::new(Liveness::new(fingerprint));
+        gate_sending(&by_name("rtp_caps")?, spec.role, live.clone())?;
         let answering = Arc::new(Mutex::new(Answering::default()));
 
         // Trickle our candidates to the peer.
@@ -393,15 +423,16 @@ impl Pipe {
         let bus = pipeline
             .bus()
             .ok_or_else(|| MediaError::Pipeline("pipeline has no bus".into()))?;
-        let (e, s) = (emit.clone(), stopped.clone());
+        let (e, s, l) = (emit.clone(), stopped.clone(), live.clone());
         let handle = std::thread::Builder::new()
             .name("tincan-media-bus".into())
-            .spawn(move || watch_bus(&bus, &s, &e))
+            .spawn(move || watch_bus(&bus, &s, &e, &l))
             .map_err(pipeline_err)?;
 
         Ok(Arc::new(Self {
             pipeline,
             webrtc,
+            pay,
             volume,
             source: Mutex::new(source),
             sink: Mutex::new(sink),
@@ -440,6 +471,7 @@ impl Pipe {
             ice,
             ice_for: since.elapsed(),
             negotiated: self.live.negotiated.load(Ordering::Acquire),
+            dtls_failed: self.live.dtls_failed.load(Ordering::Acquire),
             rx_age,
         }
     }
@@ -456,7 +488,8 @@ impl Pipe {
         let webrtc = &self.webrtc;
         match signal {
             MediaSignal::Offer { sdp, .. } if self.role == Role::Answerer => {
-                let desc = parse_sdp(sdp, WebRTCSDPType::Offer)?;
+                let desc = parse_sdp(&sdp::for_webrtcbin(sdp), WebRTCSDPType::Offer)?;
+                self.note_remote(sdp)?;
                 lock(&self.answering).offer_received = true;
                 let (w, e, l, a) = (
                     webrtc.clone(),
@@ -487,7 +520,8 @@ impl Pipe {
                 webrtc.emit_by_name::<()>("set-remote-description", &[&desc, &promise]);
             }
             MediaSignal::Answer { sdp } if self.role == Role::Offerer => {
-                let desc = parse_sdp(sdp, WebRTCSDPType::Answer)?;
+                let desc = parse_sdp(&sdp::for_webrtcbin(sdp), WebRTCSDPType::Answer)?;
+                self.note_remote(sdp)?;
                 let (e, l) = (self.emit.clone(), self.live.clone());
                 let promise = gst::Promise::with_change_func(move |reply| {
                     if let Ok(Some(r)) = reply {
@@ -519,6 +553,19 @@ impl Pipe {
             }
             MediaSignal::EndOfCandidates | MediaSignal::Mute { .. } => {}
         }
+        Ok(())
+    }
+
+    /// What we take from the peer's description before webrtcbin is given it: the fingerprints its
+    /// certificate must match, and the payload type its Opus has (which our packets then carry:
+    /// an answer repeats the offer's number, and an offerer sends with the number the answer gave).
+    fn note_remote(&self, sdp: &str) -> Result<(), MediaError> {
+        let pt = sdp::opus_payload_type(sdp).ok_or_else(|| {
+            MediaError::BadRemoteDescription("no Opus audio in the first audio m-line".into())
+        })?;
+        *lock(&self.live.expected) = Some(verify::expected_from_sdp(sdp));
+        self.pay.set_property("pt", u32::from(pt));
+        debug!(pt, "Opus payload type from the peer's description");
         Ok(())
     }
 
@@ -719,10 +766,7 @@ fn create_sdp(webrtc: &gst::Element, kind: Done, emit: Emit, live: Arc<Liveness>
         };
         w.emit_by_name::<()>("set-local-description", &[&desc, &None::<gst::Promise>]);
         let sdp = match desc.sdp().as_text() {
-            Ok(t) => match &live.fingerprint {
-                Some(fp) => with_fingerprint(&t, fp),
-                None => t,
-            },
+            Ok(t) => with_fingerprint(&t, &live.fingerprint),
             Err(e) => {
                 emit(EngineEvent::Error(MediaError::Negotiation(e.to_string())));
                 return;
@@ -764,9 +808,14 @@ fn link_remote(
         .ok_or_else(|| MediaError::Pipeline("mixer refused a pad".into()))?;
     src.link(&mix_pad)
         .map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
+    // The receive gate: nothing decrypted is played before the peer's certificate is verified.
     // Liveness counts RTP packets as they leave webrtcbin's jitter buffer (real packets only: the
     // decoder's loss concealment must not look like a live peer).
-    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+    let mask = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
+    pad.add_probe(mask, move |_, _| {
+        if !live.verified() {
+            return gst::PadProbeReturn::Drop;
+        }
         live.mark_rx();
         gst::PadProbeReturn::Ok
     });
@@ -791,12 +840,24 @@ fn rms_db(s: &gst::StructureRef) -> Option<f64> {
         .max_by(|a, b| a.total_cmp(b))
 }
 
-fn watch_bus(bus: &gst::Bus, stopped: &AtomicBool, emit: &Emit) {
+/// Posts the pipeline's errors and meters as events. A DTLS decoder's error ("Fatal SSL error")
+/// is not the end of the call but a broken connection, which the supervisor rebuilds like any
+/// other (the caller restarts with a fresh pipe): GStreamer 1.22's DTLS elements fail a handshake
+/// now and then when both ends live in one process with certificates of their own (the peer's
+/// certificate reaches a connection without its decoder's handler, and OpenSSL reports "certificate
+/// verify failed"); the verification of [`Liveness::judge`] still applies to the new pipe.
+fn watch_bus(bus: &gst::Bus, stopped: &AtomicBool, emit: &Emit, live: &Liveness) {
     while !stopped.load(Ordering::Acquire) {
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
         };
         match msg.view() {
+            gst::MessageView::Error(err)
+                if msg.src().is_some_and(|s| s.name().starts_with("dtlsdec")) =>
+            {
+                warn!(error = %err.error(), "the DTLS handshake failed; the connection counts as broken");
+                live.dtls_failed.store(true, Ordering::Release);
+            }
             gst::MessageView::Error(err) => {
                 let text = format!(
                     "{} ({})",
@@ -832,23 +893,5 @@ fn watch_bus(bus: &gst::Bus, stopped: &AtomicBool, emit: &Emit) {
             }
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn our_sdp_carries_the_certificates_own_fingerprint() {
-        let c = fresh_certificate().unwrap();
-        assert!(c.pem.contains("BEGIN CERTIFICATE") && c.pem.contains("PRIVATE KEY"));
-        assert_eq!(c.fingerprint.len(), 32 * 3 - 1);
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fingerprint:sha-256 00:11\r\na=setup:actpass\r\n";
-        let out = with_fingerprint(sdp, &c.fingerprint);
-        assert_eq!(
-            out,
-            format!("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fingerprint:sha-256 {}\r\na=setup:actpass\r\n", c.fingerprint)
-        );
     }
 }

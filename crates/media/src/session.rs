@@ -117,7 +117,8 @@ impl Watch {
             return Verdict::Nothing;
         }
         use IceConnectionState as I;
-        let broken = obs.ice == I::Failed
+        let broken = obs.dtls_failed
+            || obs.ice == I::Failed
             || (obs.ice == I::Disconnected && obs.ice_for >= RESTART_AFTER)
             || obs.rx_age.is_some_and(|age| age >= RESTART_AFTER);
         let up = !broken && matches!(obs.ice, I::Connected | I::Completed);
@@ -179,16 +180,12 @@ struct Recipe {
 impl Recipe {
     /// Builds and starts a pipe of `generation`, opening the gate for it first (an offerer's pipe
     /// emits its offer as soon as it plays). Generation 0 is the call's first pipe; any later one
-    /// replaces a broken connection: an offerer's offer is then marked `ice_restart`, and the pipe
-    /// gets a DTLS certificate of its own (the first uses the process's, made ahead by `warm_up`),
-    /// so the peer sees a new fingerprint and restarts DTLS too.
+    /// replaces a broken connection: an offerer's offer is then marked `ice_restart`. Every pipe
+    /// gets an ECDSA P-256 certificate of its own, so a peer that restarts sees a new fingerprint
+    /// and restarts DTLS too.
     fn launch(&self, generation: u64, setup: &Setup) -> Result<Arc<Pipe>, MediaError> {
         let replacement = generation > 0;
-        let certificate = if replacement {
-            Some(crate::pipe::fresh_certificate()?)
-        } else {
-            None
-        };
+        let certificate = crate::dtls::fresh_certificate()?;
         let spec = PipeSpec {
             cfg: &self.cfg,
             role: self.role,
@@ -470,6 +467,7 @@ mod tests {
             ice_for: Duration::from_millis(ice_for),
             negotiated: true,
             rx_age: rx_age.map(Duration::from_millis),
+            dtls_failed: false,
         }
     }
 
@@ -572,6 +570,19 @@ mod tests {
                 t0 + GIVE_UP_AFTER * 2
             ),
             Verdict::Nothing
+        );
+    }
+
+    #[test]
+    fn a_failed_dtls_handshake_is_a_broken_connection() {
+        let mut w = Watch::default();
+        let failed = Observation {
+            dtls_failed: true,
+            ..obs(I::Connected, 0, None)
+        };
+        assert_eq!(
+            w.step(Role::Offerer, &failed, Instant::now()),
+            Verdict::Restart
         );
     }
 

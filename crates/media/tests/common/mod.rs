@@ -21,6 +21,9 @@ pub fn config(hz: f64, echo_cancellation: bool) -> EngineConfig {
 
 pub type Events = mpsc::Receiver<(char, EngineEvent)>;
 
+/// See [`Pair::tamper`].
+pub type Tamper = Box<dyn FnMut(char, MediaSignal) -> Option<MediaSignal>>;
+
 /// One call at a time in a test process, as in the app (it carries one call at a time): GStreamer's
 /// DTLS elements keep process-wide tables (connections by id, agents by certificate). ICE restarts
 /// also get a test binary, so a process, of their own (see `ice_restart.rs`).
@@ -40,12 +43,23 @@ pub struct Pair {
     pub offers: Vec<MediaSignal>,
     /// Signals to a stopped (vanished) peer.
     pub undelivered: Vec<MediaSignal>,
+    /// Changes (or, with `None`, swallows) a signal on its way from `who` to the other side: a
+    /// network attacker, or another stack's habits, in tests of negotiation and verification.
+    pub tamper: Option<Tamper>,
+    /// Engine errors are collected here instead of failing the test.
+    pub collect_errors: bool,
+    pub errors: Vec<(char, MediaError)>,
+    /// The signals as delivered (after `tamper`).
+    pub delivered: Vec<(char, MediaSignal)>,
 }
 
 impl Pair {
     pub fn start(echo: bool) -> Self {
         let one_call = ONE_CALL_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         tincan_media::check_plugins().expect("GStreamer plugins present");
         let (tx, rx) = mpsc::channel::<(char, EngineEvent)>();
         let ta = tx.clone();
@@ -69,6 +83,10 @@ impl Pair {
             first_audio: [None, None],
             offers: Vec::new(),
             undelivered: Vec::new(),
+            tamper: None,
+            collect_errors: false,
+            errors: Vec::new(),
+            delivered: Vec::new(),
         }
     }
 
@@ -97,6 +115,17 @@ impl Pair {
             let i = usize::from(who == 'b');
             match &event {
                 EngineEvent::Signal(s) => {
+                    let s = match self.tamper.as_mut() {
+                        Some(f) => f(who, s.clone()),
+                        None => Some(s.clone()),
+                    };
+                    let Some(s) = &s else {
+                        if until(who, &event) {
+                            return;
+                        }
+                        continue;
+                    };
+                    self.delivered.push((who, s.clone()));
                     if matches!(s, MediaSignal::Answer { .. }) {
                         self.answer_applied.get_or_insert_with(Instant::now);
                     }
@@ -108,12 +137,16 @@ impl Pair {
                     match target.apply_remote(s) {
                         Ok(()) => {}
                         Err(MediaError::Stopped) => self.undelivered.push(s.clone()),
+                        Err(e) if self.collect_errors => {
+                            self.errors.push((if who == 'a' { 'b' } else { 'a' }, e))
+                        }
                         Err(e) => panic!("signal from {who} does not apply: {e}"),
                     }
                 }
                 EngineEvent::RemoteAudioStarted => {
                     self.first_audio[i].get_or_insert_with(Instant::now);
                 }
+                EngineEvent::Error(e) if self.collect_errors => self.errors.push((who, e.clone())),
                 EngineEvent::Error(e) => panic!("engine {who}: {e}"),
                 _ => {}
             }
@@ -121,6 +154,15 @@ impl Pair {
                 return;
             }
         }
+    }
+
+    /// Carries signals and watches events for `secs` seconds.
+    pub fn pump_for(&mut self, secs: f64, mut watch: impl FnMut(char, &EngineEvent)) {
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        self.pump(secs as u64 + 5, "events to keep coming", |w, e| {
+            watch(w, e);
+            Instant::now() >= end
+        });
     }
 
     /// Waits until `who` hears `want` Hz steadily (five spectrum readings in a row).
@@ -143,6 +185,11 @@ impl Pair {
         self.pump(10, "the caller's offer", |w, e| {
             w == 'a' && matches!(e, EngineEvent::Signal(MediaSignal::Offer { .. }))
         });
+        self.ring_then_accept_offered();
+    }
+
+    /// [`Pair::ring_then_accept`] once the offer was delivered.
+    pub fn ring_then_accept_offered(&mut self) {
         // Ringing: the offer is set, the microphone closed, no answer leaves.
         let quiet_until = Instant::now() + Duration::from_millis(600);
         while let Ok((who, ev)) = self
@@ -157,6 +204,12 @@ impl Pair {
                     assert!(db < -80.0, "the ringing callee sends sound ({db} dBFS)")
                 }
                 EngineEvent::Signal(s) => {
+                    let s = match self.tamper.as_mut() {
+                        Some(f) => f(who, s),
+                        None => Some(s),
+                    };
+                    let Some(s) = s else { continue };
+                    self.delivered.push((who, s.clone()));
                     let target = self.session(if who == 'a' { 'b' } else { 'a' });
                     target.apply_remote(&s).expect("candidate applies");
                 }
@@ -166,4 +219,62 @@ impl Pair {
         self.accepted_at = Some(Instant::now());
         self.b.accept().expect("accept");
     }
+}
+
+// SDP helpers for the tests that change signals on the way.
+
+pub fn sdp_of(s: &MediaSignal) -> Option<&str> {
+    match s {
+        MediaSignal::Offer { sdp, .. } | MediaSignal::Answer { sdp } => Some(sdp),
+        _ => None,
+    }
+}
+
+pub fn with_sdp(s: MediaSignal, f: impl Fn(&str) -> String) -> MediaSignal {
+    match s {
+        MediaSignal::Offer { sdp, ice_restart } => MediaSignal::Offer {
+            sdp: f(&sdp),
+            ice_restart,
+        },
+        MediaSignal::Answer { sdp } => MediaSignal::Answer { sdp: f(&sdp) },
+        other => other,
+    }
+}
+
+/// Each line through `f` (CRLF kept).
+pub fn map_lines(sdp: &str, f: impl Fn(&str) -> String) -> String {
+    sdp.split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(|l| f(l) + "\r\n")
+        .collect()
+}
+
+/// Another certificate's fingerprint in place of the true one (the first byte changed).
+pub fn tamper_fingerprint(sdp: &str) -> String {
+    map_lines(sdp, |l| match l.strip_prefix("a=fingerprint:sha-256 ") {
+        Some(fp) => {
+            let first = u8::from_str_radix(&fp[..2], 16).unwrap() ^ 0x5a;
+            format!("a=fingerprint:sha-256 {first:02X}{}", &fp[2..])
+        }
+        None => l.to_owned(),
+    })
+}
+
+pub fn the_answer(p: &Pair) -> String {
+    p.delivered
+        .iter()
+        .find_map(|(_, s)| match s {
+            MediaSignal::Answer { sdp } => Some(sdp.clone()),
+            _ => None,
+        })
+        .expect("an answer was delivered")
+}
+
+/// The values of an attribute (`a=name` or `a=name:value`).
+pub fn attr(sdp: &str, name: &str) -> Vec<String> {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix(&format!("a={name}")))
+        .filter(|v| v.is_empty() || v.starts_with(':'))
+        .map(|v| v.trim_start_matches(':').trim().to_owned())
+        .collect()
 }
