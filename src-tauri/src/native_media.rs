@@ -49,6 +49,7 @@ fn to_ipc(e: &MediaError) -> (NativeMediaErrorCode, String) {
         MediaError::NoMicrophone(_) => NativeMediaErrorCode::NoMicrophone,
         MediaError::PeerUnreachable => NativeMediaErrorCode::PeerUnreachable,
         MediaError::ConnectionLost => NativeMediaErrorCode::ConnectionLost,
+        MediaError::NotVerified(_) => NativeMediaErrorCode::MediaNotVerified,
         MediaError::BadRemoteDescription(_) | MediaError::Negotiation(_) => {
             NativeMediaErrorCode::Negotiation
         }

@@ -105,6 +105,10 @@ pub enum NativeMediaErrorCode {
     /// The peer's offer or answer failed the SDP check (`tincan_proto::sdp`) and was not applied;
     /// the message names the check.
     SdpRejected,
+    /// The peer's DTLS certificate did not match the fingerprint in its session description
+    /// (`media_not_verified`): someone on the path may be in the middle. No audio was played or
+    /// sent, and the call ends.
+    MediaNotVerified,
     /// Anything else inside the pipeline.
     Pipeline,
 }
@@ -161,6 +165,22 @@ impl NativeMediaEvent {
             | NativeMediaEvent::PeerPeak { call_id, .. }
             | NativeMediaEvent::Stats { call_id, .. }
             | NativeMediaEvent::Failed { call_id, .. } => call_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NativeMediaErrorCode;
+
+    /// The UI branches on these codes, never on the words: their wire names stay put.
+    #[test]
+    fn native_media_error_codes_are_stable() {
+        for (code, wire) in [
+            (NativeMediaErrorCode::ConnectionLost, "connection_lost"),
+            (NativeMediaErrorCode::MediaNotVerified, "media_not_verified"),
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), wire);
         }
     }
 }

@@ -39,6 +39,10 @@ pub enum MediaErrorCode {
     /// The peer's offer or answer failed the SDP check (`tincan_proto::sdp`, the check the server
     /// runs too) and was not applied.
     SdpRejected,
+    /// The peer's encryption certificate did not match what its session description announced
+    /// (native engine; browsers check this themselves and fail the connection): the call ended
+    /// before any audio crossed.
+    MediaNotVerified,
     /// The output device cannot be chosen in this engine.
     OutputNotSupported,
 }

@@ -33,6 +33,11 @@ pub fn dispatch(event: NativeMediaEvent) {
     }
 }
 
+/// What the user reads when the peer's encryption could not be verified.
+const NOT_VERIFIED_WORDS: &str = "The call was ended because its encryption could not be \
+    verified: the other side's security certificate did not match the one it announced. Someone \
+    on the network may be trying to listen in. No audio was sent or played.";
+
 fn to_media_error(code: NativeMediaErrorCode, message: String) -> MediaError {
     let code = match code {
         NativeMediaErrorCode::MissingPlugins => MediaErrorCode::WebRtcUnavailable,
@@ -40,6 +45,13 @@ fn to_media_error(code: NativeMediaErrorCode, message: String) -> MediaError {
         NativeMediaErrorCode::PeerUnreachable => MediaErrorCode::PeerUnreachable,
         NativeMediaErrorCode::ConnectionLost => MediaErrorCode::ConnectionLost,
         NativeMediaErrorCode::SdpRejected => MediaErrorCode::SdpRejected,
+        // Plain words for the user; the engine's technical reason goes to the log.
+        NativeMediaErrorCode::MediaNotVerified => {
+            web_sys::console::warn_1(&JsValue::from_str(&format!(
+                "tincan: media not verified: {message}"
+            )));
+            return MediaError::new(MediaErrorCode::MediaNotVerified, NOT_VERIFIED_WORDS);
+        }
         NativeMediaErrorCode::Negotiation | NativeMediaErrorCode::Pipeline => {
             MediaErrorCode::Negotiation
         }

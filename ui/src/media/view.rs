@@ -58,6 +58,7 @@ pub fn media_end() -> Option<(&'static str, String)> {
         MediaErrorCode::ConnectionLost => "Connection lost",
         MediaErrorCode::PeerUnreachable => "Peer unreachable",
         MediaErrorCode::SdpRejected => "Call setup refused",
+        MediaErrorCode::MediaNotVerified => "Call not secure",
         _ => return None,
     };
     Some((title, e.message))
