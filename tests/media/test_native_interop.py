@@ -237,3 +237,47 @@ def test_chromium_caller_restarts_ice_with_a_frozen_native_callee(bob, server): 
     finally:
         native.kill()
     back_home(bob)
+
+
+def watch_until_call_ends(drv, timeout=20):
+    """Chromium's media snapshots while its call lasts: (most packets received, any first audio)."""
+    most, first = 0, None
+    deadline = time.time() + timeout
+    while time.time() < deadline and screen(drv) in ("incoming", "outgoing", "incall"):
+        m = media(drv) or {}
+        most = max(most, m.get("packets_received") or 0)
+        first = first or m.get("first_audio_at")
+        time.sleep(0.1)
+    return most, first
+
+
+@pytest.mark.parametrize("native_calls", [False, True], ids=["chromium-calls", "native-calls"])
+def test_a_tampered_fingerprint_is_refused_and_carries_no_audio(bob, server, native_calls):  # noqa: F811
+    """The SDP the native side receives from Chromium has another certificate's a=fingerprint (an
+    attacker on the signaling path): the native engine refuses Chromium's DTLS certificate, ends the
+    call with media_not_verified, and no audio crosses either way (its send gate stays shut; what
+    Chromium sends is dropped undecoded)."""
+    args = ["--call", "bob"] if native_calls else ["--answer"]
+    native = NativePeer(server, *args, "--tamper-remote-fingerprint", seconds=30)
+    try:
+        if native_calls:
+            native.wait("ringing")
+            wait_screen(bob, "incoming")
+            time.sleep(0.3)
+            click(bob, "#accept")
+        else:
+            wait_for("native signed in", lambda: native.wait("signed_in"), 20)
+            dial(bob, "native")
+            native.wait("invited")
+        err = native.wait("engine_error", 20)
+        log(f"native engine refused the peer: {err}")
+        assert err["code"] == "media_not_verified", err
+        packets, first = watch_until_call_ends(bob)
+        log(f"Chromium during the refused call: {packets} packets received, first audio {first}")
+        wait_screen(bob, "callended", 15)
+        assert packets == 0 and first is None, "audio crossed a call whose DTLS was not verified"
+        assert native.finish() != 0
+        assert not [e for e in native.seen if e.get("event") in ("first_audio", "heard")], native.seen
+    finally:
+        native.kill()
+    back_home(bob)

@@ -53,6 +53,43 @@ struct Args {
     /// Hang up once the expected tone was heard steadily.
     #[arg(long)]
     hang_up: bool,
+    /// Test only: change the `a=fingerprint` of every offer / answer received before the engine
+    /// sees it, as an attacker on the signaling path would; the engine must then refuse the
+    /// peer's DTLS certificate (`media_not_verified`) and carry no audio.
+    #[arg(long)]
+    tamper_remote_fingerprint: bool,
+}
+
+/// Another certificate's fingerprint in place of each `a=fingerprint` (first byte changed).
+fn tamper_fingerprint(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| match line.strip_prefix("a=fingerprint:") {
+            Some(rest) => {
+                let (hash, digest) = rest.split_once(' ').unwrap_or((rest, ""));
+                let first = u8::from_str_radix(digest.get(..2).unwrap_or("00"), 16).unwrap_or(0);
+                format!(
+                    "a=fingerprint:{hash} {:02X}{}",
+                    first ^ 0x5a,
+                    digest.get(2..).unwrap_or("")
+                )
+            }
+            None => line.to_owned(),
+        })
+        .collect()
+}
+
+/// The engine error's stable code, as the desktop app maps it (`NativeMediaErrorCode`).
+fn error_code(e: &tincan_media::MediaError) -> &'static str {
+    use tincan_media::MediaError as E;
+    match e {
+        E::NotVerified(_) => "media_not_verified",
+        E::ConnectionLost => "connection_lost",
+        E::PeerUnreachable => "peer_unreachable",
+        E::MissingPlugins(_) => "missing_plugins",
+        E::NoMicrophone(_) => "no_microphone",
+        E::BadRemoteDescription(_) | E::Negotiation(_) => "negotiation",
+        _ => "pipeline",
+    }
 }
 
 /// Prints one JSON line, stamped with milliseconds since the process started (`t_ms`), so a test
@@ -117,7 +154,8 @@ async fn run(args: Args) -> Result<bool, String> {
         (None, Some(base)) => dev_sig(base, &args.user).await?,
         (None, None) => return Err("give --sig or --dev-sig".into()),
     };
-    let (ws, _) = tokio_tungstenite::connect_async(&args.server)
+    // Nagle off: back-to-back signaling frames do not wait for the server's delayed ACK.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(&args.server, None, true)
         .await
         .map_err(|e| e.to_string())?;
     let (mut tx, mut rx) = ws.split();
@@ -206,7 +244,14 @@ async fn run(args: Args) -> Result<bool, String> {
                             e.accept().map_err(|e| e.to_string())?;
                         }
                     }
-                    ServerMessage::Signal { signal, .. } => {
+                    ServerMessage::Signal { mut signal, .. } => {
+                        if args.tamper_remote_fingerprint {
+                            signal = match signal {
+                                MediaSignal::Offer { sdp, ice_restart } => MediaSignal::Offer { sdp: tamper_fingerprint(&sdp), ice_restart },
+                                MediaSignal::Answer { sdp } => MediaSignal::Answer { sdp: tamper_fingerprint(&sdp) },
+                                other => other,
+                            };
+                        }
                         if let MediaSignal::Offer { ice_restart, .. } = &signal {
                             report(serde_json::json!({"event": "offer_received", "ice_restart": ice_restart}));
                         }
@@ -269,7 +314,17 @@ async fn run(args: Args) -> Result<bool, String> {
                     }
                 }
                 EngineEvent::IceState(s) => report(serde_json::json!({"event": "ice", "state": format!("{s:?}")})),
-                EngineEvent::Error(e) => return Err(e.to_string()),
+                EngineEvent::Error(e) => {
+                    // As the app does: a failure the call cannot survive ends it.
+                    report(serde_json::json!({"event": "engine_error", "code": error_code(&e), "message": e.to_string()}));
+                    if let Some(id) = &call_id {
+                        let _ = tx.send(send(ClientMessage::Hangup { call_id: id.clone() })).await;
+                    }
+                    if let Some(engine) = engine.take() {
+                        engine.stop();
+                    }
+                    return Err(e.to_string());
+                }
                 _ => {}
             },
         }
