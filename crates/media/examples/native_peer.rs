@@ -7,6 +7,15 @@
 //! ```
 //! Exit status 0 when the expected tone was heard steadily, 1 otherwise. The secret key never
 //! appears here: the sig comes from `--sig` or the server's `--dev-issue-sigs` endpoint.
+//! Over TLS: `--server wss://host:port/ws [--ca-file ca.pem] --sig SIG` (the app's own connector;
+//! `--dev-sig` is plain http only).
+
+/// The desktop app's signaling connector, the very file it uses: `wss://` verified with rustls
+/// (platform trust store plus an optional CA file), `ws://` refused off loopback. Compiled in here so
+/// the two-host test (tests/net) proves the app's connection path, not a copy of it.
+#[path = "../../../src-tauri/src/transport.rs"]
+#[allow(dead_code)]
+mod transport;
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
@@ -58,6 +67,31 @@ struct Args {
     /// peer's DTLS certificate (`media_not_verified`) and carry no audio.
     #[arg(long)]
     tamper_remote_fingerprint: bool,
+    /// Trust the CA certificates of this PEM file for `wss://` (as the app's Settings field; the
+    /// TINCAN_CA_FILE environment variable wins, as in the app).
+    #[arg(long)]
+    ca_file: Option<String>,
+}
+
+/// The ICE candidates an SDP carries (`a=candidate:` lines), to report what crosses.
+fn sdp_candidates(sdp: &str) -> Vec<&str> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a="))
+        .filter(|l| l.starts_with("candidate:"))
+        .collect()
+}
+
+/// Reports the candidates of a signal sent or received (`dir`), for tests that check where media
+/// may flow.
+fn report_candidates(dir: &str, signal: &MediaSignal) {
+    let found: Vec<&str> = match signal {
+        MediaSignal::Offer { sdp, .. } | MediaSignal::Answer { sdp } => sdp_candidates(sdp),
+        MediaSignal::Candidate { candidate, .. } => vec![candidate.as_str()],
+        _ => Vec::new(),
+    };
+    if !found.is_empty() {
+        report(serde_json::json!({"event": "candidates", "dir": dir, "candidates": found}));
+    }
 }
 
 /// Another certificate's fingerprint in place of each `a=fingerprint` (first byte changed).
@@ -154,10 +188,19 @@ async fn run(args: Args) -> Result<bool, String> {
         (None, Some(base)) => dev_sig(base, &args.user).await?,
         (None, None) => return Err("give --sig or --dev-sig".into()),
     };
-    // Nagle off: back-to-back signaling frames do not wait for the server's delayed ACK.
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(&args.server, None, true)
-        .await
-        .map_err(|e| e.to_string())?;
+    // The app's connector (Nagle off there too); its error codes are reported as the app's IPC has them.
+    let tls = transport::TlsOptions::from_env_or(args.ca_file.as_deref());
+    let ws = match transport::connect(&args.server, &tls).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            let code = serde_json::to_value(e.code()).unwrap_or_default();
+            report(
+                serde_json::json!({"event": "connect_failed", "code": code, "message": e.to_string()}),
+            );
+            return Err(e.to_string());
+        }
+    };
+    report(serde_json::json!({"event": "connected", "tls": args.server.starts_with("wss://")}));
     let (mut tx, mut rx) = ws.split();
     let send = |m: ClientMessage| Message::Text(m.encode().into());
     tx.send(send(ClientMessage::Login {
@@ -252,6 +295,7 @@ async fn run(args: Args) -> Result<bool, String> {
                                 other => other,
                             };
                         }
+                        report_candidates("received", &signal);
                         if let MediaSignal::Offer { ice_restart, .. } = &signal {
                             report(serde_json::json!({"event": "offer_received", "ice_restart": ice_restart}));
                         }
@@ -276,6 +320,7 @@ async fn run(args: Args) -> Result<bool, String> {
                         MediaSignal::Answer { .. } => Some("answer"),
                         _ => None,
                     };
+                    report_candidates("sent", &signal);
                     if let Some(kind) = sdp_kind {
                         report(serde_json::json!({"event": "sdp_sent", "kind": kind}));
                     }
