@@ -2,8 +2,9 @@
 //!
 //! Debian's and Ubuntu's WebKitGTK have no `RTCPeerConnection`, so on those desktops the app carries
 //! calls with this engine instead of the webview's. It speaks the same WebRTC as a browser (ICE,
-//! DTLS-SRTP, Opus payload type 111, trickled candidates), so the other party cannot tell which engine
-//! it talks to, and it takes and emits the same [`tincan_proto::MediaSignal`]s as the web engine.
+//! DTLS-SRTP with the peer's certificate checked against its `a=fingerprint`, an ECDSA P-256
+//! certificate of its own, Opus at the offer's payload type, trickled candidates or candidates in the
+//! SDP), so the other party cannot tell which engine it talks to, and it takes and emits the same [`tincan_proto::MediaSignal`]s as the web engine.
 //!
 //! Sources and sinks are chosen by configuration ([`AudioInput`], [`AudioOutput`]): a microphone and
 //! speakers in the app, a test tone and a measuring sink (spectrum + level) in tests — the same code

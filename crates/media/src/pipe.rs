@@ -1,7 +1,7 @@
 //! One generation of a call's media: a GStreamer pipeline around one `webrtcbin`.
 //!
 //! Send chain: source bin → leaky queue → resample to 48 kHz mono → [echo cancellation] → mute (volume) → level →
-//! Opus (payload type 111, as browsers offer it) → webrtcbin. Receive chain, linked when the peer's
+//! Opus (payload type 111 in our offers, else the peer's) → [send gate] → webrtcbin. Receive chain, linked when the peer's
 //! stream appears: RTP depay → Opus decode → a mixer that always runs (fed by silence too, so the
 //! echo probe exists before the pipeline plays) → [echo probe] → level → sink bin.
 //!
@@ -10,6 +10,10 @@
 //! `ice-restart` option in `create-offer`, and libnice keeps a failed stream failed when only the
 //! credentials change, so a fresh `webrtcbin` (new ICE agent, credentials and DTLS certificate) is the
 //! restart that works against every peer.
+//!
+//! Split by what it holds: `chains` (launch descriptions, source / sink bins, the receive chain),
+//! `gates` (the send gate), `liveness` (what callbacks share with the supervisor, and the peer's
+//! verification), `negotiation` (offers and answers), `bus` (errors and meters as events).
 
 use crate::config::{AudioInput, AudioOutput, EngineConfig, Role};
 use crate::dtls::{prepare_decoders, with_fingerprint, Certificate, OnPeer};
@@ -27,6 +31,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tincan_proto::MediaSignal;
 use tracing::{debug, warn};
+
+mod bus;
+mod chains;
+mod gates;
+mod liveness;
+mod negotiation;
+
+use bus::watch_bus;
+use chains::{link_remote, playback_chain, probe_name, send_chain, sink_bin, source_bin};
+use gates::gate_sending;
+use liveness::Liveness;
+pub(crate) use liveness::Observation;
+use negotiation::{create_sdp, parse_sdp, Done};
 
 /// Sample rate of everything inside the pipeline.
 pub(crate) const RATE: u32 = 48_000;
@@ -53,97 +70,6 @@ pub(crate) struct PipeSpec<'a> {
     pub ice_restart: bool,
     /// This pipe's own DTLS certificate and key (see [`crate::dtls::fresh_certificate`]).
     pub certificate: Certificate,
-}
-
-/// What the session's supervisor reads to judge the connection.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Observation {
-    pub ice: IceConnectionState,
-    /// How long ICE has been in `ice`.
-    pub ice_for: Duration,
-    /// The offer / answer exchange is complete on this pipe.
-    pub negotiated: bool,
-    /// Since the last RTP packet from the peer; `None` before the first.
-    pub rx_age: Option<Duration>,
-    /// This pipe's DTLS handshake failed inside GStreamer (see [`watch_bus`]).
-    pub dtls_failed: bool,
-}
-
-/// What the pipeline's callbacks (on GStreamer's threads) share with the pipe: connection state for
-/// the supervisor, the fingerprint our SDP must carry, and the peer's verification. Atomics and
-/// short locks only, never the session's lock.
-struct Liveness {
-    /// This pipe's own certificate's fingerprint, written into our SDP (see [`with_fingerprint`]).
-    fingerprint: Arc<str>,
-    epoch: Instant,
-    ice: Mutex<(IceConnectionState, Instant)>,
-    /// Milliseconds after `epoch` (plus one) of the last RTP packet from the peer; 0 before any.
-    last_rx: AtomicU64,
-    negotiated: AtomicBool,
-    /// The fingerprints of the peer's description, noted before webrtcbin is given it (so before
-    /// any handshake can start).
-    expected: Mutex<Option<Expected>>,
-    /// The peer's DTLS certificate matched them: only then does audio pass, either way.
-    verified: AtomicBool,
-    /// It did not (sticky): nothing passes on this pipe again, and the call ends.
-    refused: AtomicBool,
-    /// The DTLS handshake failed inside GStreamer ("Fatal SSL error").
-    dtls_failed: AtomicBool,
-}
-
-impl Liveness {
-    fn new(fingerprint: Arc<str>) -> Self {
-        let now = Instant::now();
-        Self {
-            fingerprint,
-            epoch: now,
-            ice: Mutex::new((IceConnectionState::New, now)),
-            last_rx: AtomicU64::new(0),
-            negotiated: AtomicBool::new(false),
-            expected: Mutex::new(None),
-            verified: AtomicBool::new(false),
-            refused: AtomicBool::new(false),
-            dtls_failed: AtomicBool::new(false),
-        }
-    }
-
-    fn verified(&self) -> bool {
-        self.verified.load(Ordering::Acquire) && !self.refused.load(Ordering::Acquire)
-    }
-
-    /// Judges the peer's certificate as the handshake reports it (see [`crate::dtls`]): a match
-    /// opens the gates; a mismatch, or a finished handshake without a certificate, closes them
-    /// for good and ends the call with [`MediaError::NotVerified`].
-    fn judge(&self, peer_pem: Option<String>, handshake_done: bool, emit: &Emit) {
-        if self.refused.load(Ordering::Acquire) {
-            return;
-        }
-        if peer_pem.is_none() && !handshake_done {
-            return; // nothing to judge yet
-        }
-        let expected = lock(&self.expected).clone().unwrap_or_default();
-        match verify::check(peer_pem.as_deref(), &expected) {
-            Ok(()) => {
-                if !self.verified.swap(true, Ordering::AcqRel) {
-                    debug!("the peer's DTLS certificate matches its fingerprint");
-                }
-            }
-            Err(refusal) => {
-                self.verified.store(false, Ordering::Release);
-                if !self.refused.swap(true, Ordering::AcqRel) {
-                    warn!(%refusal, "the peer's DTLS certificate is refused; no audio passes");
-                    emit(EngineEvent::Error(MediaError::NotVerified(
-                        refusal.to_string(),
-                    )));
-                }
-            }
-        }
-    }
-
-    fn mark_rx(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64 + 1;
-        self.last_rx.store(ms, Ordering::Relaxed);
-    }
 }
 
 /// A callee's progress towards its answer: the answer is created once the offer is set AND the user
@@ -177,136 +103,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 fn pipeline_err(e: impl std::fmt::Display) -> MediaError {
     MediaError::Pipeline(e.to_string())
-}
-
-/// The capture sub-chain, as a bin with a ghost `src` pad, so it can be swapped mid-call.
-fn source_bin(input: Option<&AudioInput>) -> Result<gst::Bin, MediaError> {
-    let src = match input {
-        None => "audiotestsrc is-live=true wave=silence".to_owned(),
-        Some(AudioInput::Default) => "autoaudiosrc".to_owned(),
-        Some(AudioInput::Pulse(dev)) => format!("pulsesrc device={}", quote(dev)),
-        Some(AudioInput::Tone { hz }) => {
-            format!("audiotestsrc is-live=true wave=sine volume=0.4 freq={hz}")
-        }
-    };
-    let desc = format!(
-        "{src} ! audioconvert ! audioresample ! capsfilter caps=audio/x-raw,rate={RATE},channels=1"
-    );
-    gst::parse::bin_from_description(&desc, true).map_err(pipeline_err)
-}
-
-/// A meter interval as `level` and `spectrum` take it, in nanoseconds.
-fn interval_ns(ms: u32) -> u64 {
-    u64::from(ms) * 1_000_000
-}
-
-/// The playback end, as a bin with a ghost `sink` pad, so the speaker can be swapped mid-call.
-fn sink_bin(output: &AudioOutput, meter_interval_ms: u32) -> Result<gst::Bin, MediaError> {
-    let interval = interval_ns(meter_interval_ms);
-    let desc = match output {
-        AudioOutput::Default => "autoaudiosink".to_owned(),
-        AudioOutput::Pulse(dev) => format!("pulsesink device={}", quote(dev)),
-        AudioOutput::Measure => format!(
-            "spectrum bands=1024 threshold=-90 interval={interval} post-messages=true \
-             message-magnitude=true ! fakesink sync=true"
-        ),
-    };
-    gst::parse::bin_from_description(&desc, true).map_err(pipeline_err)
-}
-
-/// webrtcdsp finds its echo probe by name in a process-wide registry, so every pipe's probe gets a
-/// name of its own.
-fn probe_name() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("tincan_echo_probe_{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn send_chain(cfg: &EngineConfig, probe: &str) -> String {
-    let dsp = if cfg.echo_cancellation {
-        format!("webrtcdsp name=dsp probe={probe} ! audioconvert ! ")
-    } else {
-        String::new()
-    };
-    let interval = interval_ns(cfg.meter_interval_ms);
-    // The leaky queue keeps the source's thread from ever blocking: webrtcbin holds data back until
-    // it is connected, and a source whose thread is stuck there cannot be stopped (a callee swaps its
-    // silence for the microphone before that). It drops what is older than 60 ms, so nothing stale
-    // is sent when the connection opens.
-    format!(
-        "queue name=src_queue leaky=downstream max-size-buffers=0 max-size-bytes=0 \
-         max-size-time=60000000 ! audioconvert name=src_convert ! {dsp}\
-         volume name=mute ! level name=local_level interval={interval} post-messages=true ! \
-         audioconvert ! opusenc ! rtpopuspay name=pay pt={OUR_OPUS_PT} ! \
-         capsfilter name=rtp_caps caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate={RATE} ! \
-         webrtcbin name=webrtc bundle-policy=max-bundle latency={latency}",
-        latency = cfg.jitter_latency_ms
-    )
-}
-
-fn playback_chain(cfg: &EngineConfig, probe: &str) -> String {
-    let probe = if cfg.echo_cancellation {
-        format!("webrtcechoprobe name={probe} ! audioconvert ! ")
-    } else {
-        String::new()
-    };
-    let interval = interval_ns(cfg.meter_interval_ms);
-    format!(
-        "audiotestsrc is-live=true wave=silence ! audio/x-raw,rate={RATE},channels=1 ! \
-         audiomixer name=mix ! audioconvert ! audioresample ! audio/x-raw,rate={RATE},channels=1 ! {probe}\
-         level name=remote_level interval={interval} post-messages=true"
-    )
-}
-
-/// The send gate, on the link into webrtcbin: no buffer reaches webrtcbin before the peer's
-/// certificate is verified (webrtcbin would encrypt and send it as soon as DTLS is up). Dropping
-/// here, not inside webrtcbin, also keeps the send thread from ever waiting in webrtcbin's
-/// pre-negotiation block, so caps and sources can change while the call rings.
-///
-/// The caps webrtcbin negotiates from are fixed here too, apart from the payload type on the wire
-/// (the payloader's, which follows the peer's description): an offerer's always say
-/// `payload=111`, the number our offers use, so the payloader switching to the answer's number
-/// does not make webrtcbin ask for a new offer. An answerer's lose the field: webrtcbin 1.22
-/// matches an offer's m-line to our transceiver by intersecting the offer's caps with the caps our
-/// sink pad received, so `payload=111` there makes an offer with Opus at 109 or 96 find no
-/// transceiver, and webrtcbin answers `recvonly` (one-way audio: "did not find compatible
-/// transceiver"). Without the field the answer takes the offer's payload type.
-fn gate_sending(caps: &gst::Element, role: Role, live: Arc<Liveness>) -> Result<(), MediaError> {
-    let src = caps
-        .static_pad("src")
-        .ok_or_else(|| MediaError::Pipeline("rtp_caps has no src pad".into()))?;
-    let mask = gst::PadProbeType::BUFFER
-        | gst::PadProbeType::BUFFER_LIST
-        | gst::PadProbeType::EVENT_DOWNSTREAM;
-    src.add_probe(mask, move |_, info| match &mut info.data {
-        Some(gst::PadProbeData::Event(ev)) => {
-            let fixed = match ev.view() {
-                gst::EventView::Caps(c) => {
-                    let mut caps = c.caps_owned();
-                    for s in caps.make_mut().iter_mut() {
-                        match role {
-                            Role::Offerer => s.set("payload", i32::from(OUR_OPUS_PT)),
-                            Role::Answerer => s.remove_field("payload"),
-                        }
-                    }
-                    Some(gst::event::Caps::new(&caps))
-                }
-                _ => None,
-            };
-            if let Some(new) = fixed {
-                *ev = new;
-            }
-            gst::PadProbeReturn::Ok
-        }
-        Some(_) if !live.verified() => gst::PadProbeReturn::Drop,
-        _ => gst::PadProbeReturn::Ok,
-    });
-    Ok(())
 }
 
 impl Pipe {
@@ -724,174 +522,5 @@ pub(crate) fn join(handle: Option<JoinHandle<()>>) {
 impl Drop for Pipe {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn parse_sdp(sdp: &str, kind: WebRTCSDPType) -> Result<WebRTCSessionDescription, MediaError> {
-    let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
-        .map_err(|e| MediaError::BadRemoteDescription(e.to_string()))?;
-    Ok(WebRTCSessionDescription::new(kind, msg))
-}
-
-/// What to create.
-#[derive(Clone, Copy)]
-enum Done {
-    Offer { ice_restart: bool },
-    Answer,
-}
-
-/// Creates an offer or answer, sets it locally and emits it. webrtcbin now and then answers a
-/// create request without an SDP; that is retried, never passed on empty.
-fn create_sdp(webrtc: &gst::Element, kind: Done, emit: Emit, live: Arc<Liveness>, retries: u32) {
-    let (signal, field) = match kind {
-        Done::Offer { .. } => ("create-offer", "offer"),
-        Done::Answer => ("create-answer", "answer"),
-    };
-    let w = webrtc.clone();
-    let promise = gst::Promise::with_change_func(move |reply| {
-        let desc = match reply {
-            Ok(Some(s)) => s.get::<WebRTCSessionDescription>(field).ok(),
-            _ => None,
-        };
-        let Some(desc) = desc else {
-            warn!(signal, retries, "webrtcbin returned no SDP");
-            if retries > 0 {
-                create_sdp(&w, kind, emit, live, retries - 1);
-            } else {
-                emit(EngineEvent::Error(MediaError::Negotiation(format!(
-                    "{signal} returned no session description"
-                ))));
-            }
-            return;
-        };
-        w.emit_by_name::<()>("set-local-description", &[&desc, &None::<gst::Promise>]);
-        let sdp = match desc.sdp().as_text() {
-            Ok(t) => with_fingerprint(&t, &live.fingerprint),
-            Err(e) => {
-                emit(EngineEvent::Error(MediaError::Negotiation(e.to_string())));
-                return;
-            }
-        };
-        let signal = match kind {
-            Done::Offer { ice_restart } => MediaSignal::Offer { sdp, ice_restart },
-            Done::Answer => {
-                live.negotiated.store(true, Ordering::Release);
-                MediaSignal::Answer { sdp }
-            }
-        };
-        emit(EngineEvent::Signal(signal));
-    });
-    webrtc.emit_by_name::<()>(signal, &[&None::<gst::Structure>, &promise]);
-}
-
-fn link_remote(
-    pipeline: &gst::Pipeline,
-    mixer: &gst::Element,
-    pad: &gst::Pad,
-    emit: Emit,
-    live: Arc<Liveness>,
-) -> Result<(), MediaError> {
-    let bin = gst::parse::bin_from_description(
-        "rtpopusdepay ! opusdec plc=true ! audioconvert ! audioresample",
-        true,
-    )
-    .map_err(pipeline_err)?;
-    pipeline.add(&bin).map_err(pipeline_err)?;
-    let sink = bin
-        .static_pad("sink")
-        .ok_or_else(|| MediaError::Pipeline("decoder has no sink".into()))?;
-    let src = bin
-        .static_pad("src")
-        .ok_or_else(|| MediaError::Pipeline("decoder has no src".into()))?;
-    let mix_pad = mixer
-        .request_pad_simple("sink_%u")
-        .ok_or_else(|| MediaError::Pipeline("mixer refused a pad".into()))?;
-    src.link(&mix_pad)
-        .map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
-    // The receive gate: nothing decrypted is played before the peer's certificate is verified.
-    // Liveness counts RTP packets as they leave webrtcbin's jitter buffer (real packets only: the
-    // decoder's loss concealment must not look like a live peer).
-    let mask = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
-    pad.add_probe(mask, move |_, _| {
-        if !live.verified() {
-            return gst::PadProbeReturn::Drop;
-        }
-        live.mark_rx();
-        gst::PadProbeReturn::Ok
-    });
-    let first = AtomicBool::new(true);
-    src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        if first.swap(false, Ordering::AcqRel) {
-            emit(EngineEvent::RemoteAudioStarted);
-        }
-        gst::PadProbeReturn::Ok
-    });
-    bin.sync_state_with_parent().map_err(pipeline_err)?;
-    pad.link(&sink)
-        .map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
-    debug!("remote audio linked");
-    Ok(())
-}
-
-fn rms_db(s: &gst::StructureRef) -> Option<f64> {
-    let rms = s.get::<glib::ValueArray>("rms").ok()?;
-    rms.iter()
-        .filter_map(|v| v.get::<f64>().ok())
-        .max_by(|a, b| a.total_cmp(b))
-}
-
-/// Posts the pipeline's errors and meters as events. A DTLS decoder's error ("Fatal SSL error")
-/// is not the end of the call but a broken connection, which the supervisor rebuilds like any
-/// other (the caller restarts with a fresh pipe): GStreamer 1.22's DTLS elements fail a handshake
-/// now and then when both ends live in one process with certificates of their own (the peer's
-/// certificate reaches a connection without its decoder's handler, and OpenSSL reports "certificate
-/// verify failed"); the verification of [`Liveness::judge`] still applies to the new pipe.
-fn watch_bus(bus: &gst::Bus, stopped: &AtomicBool, emit: &Emit, live: &Liveness) {
-    while !stopped.load(Ordering::Acquire) {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Error(err)
-                if msg.src().is_some_and(|s| s.name().starts_with("dtlsdec")) =>
-            {
-                warn!(error = %err.error(), "the DTLS handshake failed; the connection counts as broken");
-                live.dtls_failed.store(true, Ordering::Release);
-            }
-            gst::MessageView::Error(err) => {
-                let text = format!(
-                    "{} ({})",
-                    err.error(),
-                    err.debug().map(|d| d.to_string()).unwrap_or_default()
-                );
-                emit(EngineEvent::Error(MediaError::Pipeline(text)));
-            }
-            gst::MessageView::Element(el) => {
-                let Some(s) = el.structure() else { continue };
-                let source = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
-                match s.name().as_str() {
-                    "level" => {
-                        if let Some(db) = rms_db(s) {
-                            emit(if source == "local_level" {
-                                EngineEvent::LocalLevel(db)
-                            } else {
-                                EngineEvent::RemoteLevel(db)
-                            });
-                        }
-                    }
-                    "spectrum" => {
-                        if let Ok(list) = s.get::<gst::List>("magnitude") {
-                            let mags: Vec<f32> =
-                                list.iter().filter_map(|v| v.get::<f32>().ok()).collect();
-                            if let Some((hz, db)) = crate::peak_frequency(&mags, RATE) {
-                                emit(EngineEvent::RemotePeak { hz, db });
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
     }
 }
