@@ -137,7 +137,8 @@ struct Peer {
 
 impl Peer {
     async fn login(url: &str, user: &str, sdk: u64, key: &str) -> Peer {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        // Nagle off (as the app's own connector): back-to-back frames do not wait for an ACK.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("connect");
         let uid = UserId::new(user).unwrap();

@@ -73,6 +73,14 @@ pub struct ServeArgs {
     /// Open connections at most.
     #[arg(long, default_value_t = 60_000)]
     pub max_connections: usize,
+    /// Client frames per second per connection (a token bucket; over it, a frame is dropped with
+    /// `rate_limited`). The default is far above what a call needs (a call's setup is a few dozen
+    /// frames), so it never slows a real call; it stops a client that floods.
+    #[arg(long, env = "TINCAN_RATE_PER_SEC", default_value_t = crate::config::DEFAULT_RATE_PER_SEC)]
+    pub rate_per_sec: u32,
+    /// Frames a connection may send at once above --rate-per-sec (the bucket's size).
+    #[arg(long, env = "TINCAN_RATE_BURST", default_value_t = crate::config::DEFAULT_RATE_BURST)]
+    pub rate_burst: u32,
     /// Outgoing frames buffered per connection before it counts as a slow consumer.
     #[arg(long, default_value_t = 64)]
     pub send_queue: usize,
@@ -257,6 +265,9 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
         )
         .init();
     let secret = a.secret.load()?;
+    // Before anything opens a descriptor: each connection needs one, and the usual soft limit
+    // (1,024) would stall the server near a thousand sessions.
+    crate::fds::raise_nofile_limit();
     let mut config =
         ServerConfig::new(a.listen, a.sdkappid, secret).with_max_frame_bytes(a.max_frame_bytes);
     config.switchboard.single_session = a.single_session;
@@ -267,6 +278,8 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     config.idle_timeout = Duration::from_secs(a.idle_timeout_secs.max(1));
     config.max_connections = a.max_connections;
     config.send_queue = a.send_queue.max(1);
+    config.rate_per_sec = a.rate_per_sec.max(1);
+    config.rate_burst = a.rate_burst.max(1);
     config.ui_dir = a.ui_dir;
     config.dev_issue_sigs = a.dev_issue_sigs;
     config.tls = match (a.tls_cert, a.tls_key) {

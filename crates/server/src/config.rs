@@ -7,6 +7,12 @@ use std::time::Duration;
 use tincan_proto::switchboard;
 use tincan_proto::SecretKey;
 
+/// Client frames per second per connection, by default: a call's setup (invite, offer, a few
+/// dozen ICE candidates) fits in the burst many times over, so a real call is never slowed.
+pub const DEFAULT_RATE_PER_SEC: u32 = 100;
+/// Frames per connection allowed in one burst, by default.
+pub const DEFAULT_RATE_BURST: u32 = 200;
+
 /// Everything a server needs to run.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -67,8 +73,8 @@ impl ServerConfig {
             login_timeout: Duration::from_secs(10),
             max_failed_logins: 3,
             max_connections: 60_000,
-            rate_per_sec: 50,
-            rate_burst: 100,
+            rate_per_sec: DEFAULT_RATE_PER_SEC,
+            rate_burst: DEFAULT_RATE_BURST,
             ui_dir: None,
             dev_issue_sigs: false,
             tls: None,

@@ -61,6 +61,8 @@ pub struct Hub {
     pub clock: Clock,
     next_sid: AtomicU64,
     connections: AtomicUsize,
+    /// "Server full" is logged once per interval, not once per refused client.
+    pub full_log: crate::fds::LogLimiter,
 }
 
 impl Hub {
@@ -77,6 +79,7 @@ impl Hub {
             clock: Clock::new(),
             next_sid: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            full_log: crate::fds::LogLimiter::new(std::time::Duration::from_secs(10)),
         })
     }
 

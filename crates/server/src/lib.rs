@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod fds;
 pub mod hub;
 pub mod proxy;
 mod routes;
@@ -116,6 +117,20 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             "--dev-issue-sigs is ON: anyone who can reach {addr} can get a UserSig for any user ID. \
              Use this for local demos only."
         );
+    }
+    let mut config = config;
+    // Past the descriptors left, a connection could not even be refused cleanly: keep the cap
+    // below them (with a reserve for /healthz and handshakes), so extra clients get a 503 at once.
+    if let Some(budget) = fds::connection_budget() {
+        if budget < config.max_connections {
+            tracing::warn!(
+                configured = config.max_connections,
+                budget,
+                "the file descriptor limit allows fewer connections than --max-connections: \
+                 capped (raise the hard RLIMIT_NOFILE for more)"
+            );
+            config.max_connections = budget;
+        }
     }
     let reload_every = config.tls_reload_every;
     let hub = Hub::new(config);

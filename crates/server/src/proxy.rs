@@ -21,11 +21,18 @@ impl axum::serve::Listener for PlainListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, peer) = axum::serve::Listener::accept(&mut self.0).await;
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "cannot set TCP_NODELAY");
+        loop {
+            match self.0.accept().await {
+                Ok((tcp, peer)) => {
+                    if let Err(err) = tcp.set_nodelay(true) {
+                        tracing::debug!(%err, "cannot set TCP_NODELAY");
+                    }
+                    return (tcp, peer);
+                }
+                // Out of descriptors: refused at once with 503, one log line per interval.
+                Err(err) => crate::fds::overload().on_accept_error(err, &self.0).await,
+            }
         }
-        (tcp, peer)
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {

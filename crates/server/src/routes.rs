@@ -33,7 +33,9 @@ async fn ws(
 ) -> Response {
     let client = proxy::client_ip(peer, &headers, &hub.config.trusted_proxies);
     let Some(slot) = hub.open() else {
-        tracing::warn!(%client, "server full: connection refused");
+        if let Some(skipped) = hub.full_log.allow() {
+            tracing::warn!(%client, skipped, max = hub.config.max_connections, "server full: connection refused with 503");
+        }
         return (StatusCode::SERVICE_UNAVAILABLE, "server_full").into_response();
     };
     // Every log line of this connection names the client (behind a proxy: the forwarded address).

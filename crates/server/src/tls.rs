@@ -273,9 +273,8 @@ async fn accept_loop(
         let (stream, peer) = match tcp.accept().await {
             Ok(s) => s,
             Err(err) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // EMFILE and friends: refused at once with 503, one log line per interval.
+                crate::fds::overload().on_accept_error(err, &tcp).await;
                 continue;
             }
         };
