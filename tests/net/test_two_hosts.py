@@ -40,7 +40,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "media"))
 
 import netns  # noqa: E402
-from test_media import (SDKAPPID, UI_DIST, SERVER_BIN, chromium, click, log, media, sign_in,  # noqa: E402
+from test_media import (SDKAPPID, UI_DIST, SERVER_BIN, chromium, click, log, sign_in,  # noqa: E402
                         wait_for, wait_screen, dial, back_home)
 from test_native_interop import (NATIVE_BIN, NATIVE_TONE, BROWSER_TONE, NativePeer,  # noqa: E402
                                  check_browser_hears_native, hang_up_from_browser)
@@ -242,7 +242,8 @@ def test_chromium_on_a_calls_native_on_b(two_hosts):
         wait_screen(drv, "incall", 15)
         check_browser_hears_native(drv)
         heard = native.wait("heard", 15)
-        log(f"A->B: native on B hears {heard['hz']:.0f} Hz")
+        first = native.wait("first_audio")
+        log(f"A->B: native on B hears {heard['hz']:.0f} Hz; accept -> first audio on B: {first['after_accept_ms']} ms")
         assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
         check_crossing(h, native, before)
         assert hang_up_from_browser(drv, native) == 0
@@ -264,7 +265,8 @@ def test_native_on_b_calls_chromium_on_a(two_hosts):
         wait_screen(drv, "incall")
         check_browser_hears_native(drv)
         heard = native.wait("heard", 15)
-        log(f"B->A: native on B hears {heard['hz']:.0f} Hz")
+        first = native.wait("first_audio")
+        log(f"B->A: native on B hears {heard['hz']:.0f} Hz; accept -> first audio on B: {first['after_accept_ms']} ms")
         assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05
         check_crossing(h, native, before)
         assert hang_up_from_browser(drv, native) == 0
