@@ -47,6 +47,6 @@ export TINCAN_NATIVE_PEER_BIN="$ROOT/target/debug/examples/native_peer"
 echo "=== media e2e (headless Chromium x2, Firefox ESR, the native engine; tincan-server on loopback)"
 status=0
 "$PY" -m pytest -x -q -s -p no:cacheprovider tests/media/test_media.py tests/media/test_native_interop.py \
-  tests/media/test_firefox.py tests/net/test_two_hosts.py "$@" || status=$?
+  tests/media/test_firefox.py tests/net/test_netns.py tests/net/test_two_hosts.py "$@" || status=$?
 echo "=== test-media: $(( $(date +%s) - START )) s, exit $status"
 exit $status

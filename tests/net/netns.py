@@ -23,6 +23,7 @@ works here, with the exact error when it does not.
 
 import atexit
 import ctypes
+import ipaddress
 import os
 import re
 import signal
@@ -30,6 +31,7 @@ import subprocess
 import time
 
 PREFIX = "tctest-"
+TEST_RANGE = ipaddress.ip_network("10.231.0.0/16")
 CLONE_NEWNET = 0x40000000
 TIMEOUT = 10  # seconds, any single ip/sysctl command
 
@@ -112,6 +114,20 @@ class Host:
         for key in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes"):
             out[key] = int(self.run("cat", f"/sys/class/net/{ifname}/statistics/{key}").stdout)
         return out
+
+    def sysctl(self, key, value):
+        """Sets a sysctl of this namespace (net.* are per namespace)."""
+        self.run("sysctl", "-qw", f"{key}={value}")
+
+    def forwarding(self, on=True):
+        """Makes this host a router between its links (IPv4 forwarding)."""
+        self.sysctl("net.ipv4.ip_forward", 1 if on else 0)
+
+    def route(self, dest, via):
+        """A route in this namespace, e.g. `route("default", "10.231.2.1")` (only ever to a
+        10.231.x address of another test host)."""
+        assert ipaddress.ip_address(via) in TEST_RANGE, via
+        self.run("ip", "route", "add", dest, "via", via)
 
     def entered(self):
         """A context in which the calling thread is in this namespace: sockets it opens and
