@@ -11,6 +11,7 @@ pub mod sdp;
 pub mod sensitive;
 pub mod switchboard;
 pub mod usersig;
+pub mod wire;
 
 pub use call::{Call, CallEnd, CallError, CallEvent, Outcome, Party, Phase};
 pub use ids::{CallId, DeviceId, IdError, UserId};

@@ -37,6 +37,7 @@ pub async fn run(socket: WebSocket, hub: Arc<Hub>, slot: ConnectionSlot) {
             tx,
             kill: &kill,
             logged_in: false,
+            user: None,
             failed_logins: 0,
         };
         tokio::select! {
@@ -96,6 +97,8 @@ struct Reader<'a> {
     tx: mpsc::Sender<Outbound>,
     kill: &'a Kill,
     logged_in: bool,
+    /// Who signed in on this connection (the `from` of its relayed signals).
+    user: Option<tincan_proto::UserId>,
     failed_logins: u32,
 }
 
@@ -170,6 +173,21 @@ impl Reader<'_> {
     }
 
     fn on_text(&mut self, text: &str) -> Option<CloseReason> {
+        // The relay's fast path: the payload stays the sender's JSON, the peer's frame is built
+        // here, once, outside the hub's lock (anything unusual takes the typed path below).
+        if let Some(from) = &self.user {
+            if let Some(inbound) = tincan_proto::wire::decode_signal(text) {
+                let frame = tincan_proto::wire::inbound_frame(&inbound.call_id, from, &inbound);
+                self.hub.forward(
+                    self.sid,
+                    from,
+                    &inbound.call_id,
+                    &inbound.signal,
+                    frame.into(),
+                );
+                return None;
+            }
+        }
         let msg = match ClientMessage::decode(text) {
             Ok(m) => m,
             Err(e) => {
@@ -221,6 +239,7 @@ impl Reader<'_> {
                 {
                     Ok(()) => {
                         self.logged_in = true;
+                        self.user = Some(user_id.clone());
                         info!(sid = self.sid, user = %user_id, device = %device_id, "signed in");
                     }
                     Err(e) => self.reply(ServerMessage::error(e.code(), e.to_string(), None)),

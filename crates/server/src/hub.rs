@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tincan_proto::switchboard::{Action, LoginError, SessionId, Switchboard};
-use tincan_proto::{ClientMessage, CloseReason, Party, UserSigKey};
+use tincan_proto::{CallId, ClientMessage, CloseReason, MediaSignal, Party, UserId, UserSigKey};
 use tokio::sync::{mpsc, Notify};
 
 /// What a connection's writer sends next.
@@ -50,6 +50,8 @@ struct State {
     outboxes: HashMap<SessionId, Outbox>,
     /// Reused for every batch of actions, so routing a frame does not allocate a fresh vector.
     actions: Vec<Action>,
+    /// Reused for the targets of a forwarded signal, likewise.
+    targets: Vec<SessionId>,
 }
 
 /// The server's shared state.
@@ -73,6 +75,7 @@ impl Hub {
                 board: Switchboard::new(config.switchboard.clone()),
                 outboxes: HashMap::new(),
                 actions: Vec::with_capacity(16),
+                targets: Vec::with_capacity(4),
             }),
             config,
             key,
@@ -124,6 +127,32 @@ impl Hub {
     pub fn handle(&self, sid: SessionId, msg: ClientMessage) {
         let now = self.clock.now_ms();
         self.with_board(|board, out| board.handle(sid, msg, now, out));
+    }
+
+    /// Relays a `signal` on the fast path: `frame` was built once by the caller, outside this
+    /// lock, from the sender's own JSON (`tincan_proto::wire`); every target gets a clone of the
+    /// same bytes (a reference count, no copy). The switchboard's rules and the SDP check run as
+    /// for any frame.
+    pub fn forward(
+        &self,
+        sid: SessionId,
+        from: &UserId,
+        call_id: &CallId,
+        signal: &MediaSignal,
+        frame: Utf8Bytes,
+    ) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut targets = std::mem::take(&mut st.targets);
+        st.board
+            .forward_signal(sid, from, call_id, signal, &mut st.actions, &mut targets);
+        Self::dispatch(st);
+        for t in targets.drain(..) {
+            if let Some(ob) = st.outboxes.get(&t) {
+                Self::push(ob, Outbound::Text(frame.clone()));
+            }
+        }
+        st.targets = targets;
     }
 
     /// Fires due ring timeouts.
