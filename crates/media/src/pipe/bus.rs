@@ -27,6 +27,16 @@ pub(super) fn watch_bus(bus: &gst::Bus, stopped: &AtomicBool, emit: &Emit, live:
                 warn!(error = %err.error(), "the DTLS handshake failed; the connection counts as broken");
                 live.dtls_failed.store(true, Ordering::Release);
             }
+            // The failed handshake's flow error stops the transport's ICE source too
+            // ("Internal data stream error" from its nicesrc): the same broken connection.
+            gst::MessageView::Error(err)
+                if live.dtls_failed.load(Ordering::Acquire)
+                    && msg
+                        .src()
+                        .is_some_and(|s| s.path_string().contains("transportreceivebin")) =>
+            {
+                debug!(error = %err.error(), "after the failed DTLS handshake");
+            }
             gst::MessageView::Error(err) => {
                 let text = format!(
                     "{} ({})",
