@@ -22,6 +22,9 @@ echo "== cargo clippy (ui, wasm32)"
 (cd ui && cargo clippy --target wasm32-unknown-unknown -- -D warnings)
 echo "== cargo test"
 cargo test --workspace
+echo "== benchmark smoke run (crates/bench; figures are printed, never asserted; BENCHMARKS.md)"
+cargo build -p tincan-server -p tincan-bench
+timeout 120 target/debug/tincan-bench smoke
 echo "== keyring tests"
 scripts/test-desktop.sh keyring
 echo "== desktop end to end"
