@@ -411,17 +411,6 @@ def reset(drv):
     log(f"reset: still on {screen(drv)}")
 
 
-# Firefox -> native: the engine does not answer Gecko's offer properly yet (issue 9, item 3; crates/media
-# is being fixed). At commit 0495357 (engine unchanged since 6fc43d2) it answers Firefox's Opus-at-109
-# offer with `a=recvonly` (its send chain fixes pt=111): native hears Firefox, Firefox hears nothing.
-# (native -> Firefox passes there: the engine offers 111 and Firefox follows.) Not strict: the test
-# runs every time and shows XPASS once the engine is fixed.
-NATIVE_GECKO_XFAIL = pytest.mark.xfail(
-    reason="native engine <-> Firefox not interoperable yet (issue 9 item 3): it answers Opus PT 109 "
-           "with a=recvonly (send chain fixed at pt=111)",
-    raises=AssertionError, strict=False)
-
-
 def test_native_calls_firefox(fox, server):  # noqa: F811
     peer = native(server, "--call", "alice")
     try:
@@ -445,7 +434,6 @@ def test_native_calls_firefox(fox, server):  # noqa: F811
         reset(fox)
 
 
-@NATIVE_GECKO_XFAIL
 def test_firefox_calls_native(fox, server):  # noqa: F811
     peer = native(server, "--answer")
     try:
