@@ -5,15 +5,6 @@ mod common;
 use common::*;
 use tincan_proto::{ClientMessage, EndReason, ErrorCode, MediaSignal, ServerMessage};
 
-fn invite(call: &str, callee: &str, timeout: Option<u32>) -> ClientMessage {
-    ClientMessage::Invite {
-        call_id: cid(call),
-        callee: uid(callee),
-        call_type: Default::default(),
-        timeout_secs: timeout,
-    }
-}
-
 fn offer() -> MediaSignal {
     MediaSignal::Offer {
         // A real offer: the server relays only what passes the SDP check.
@@ -43,29 +34,6 @@ fn ended(m: &ServerMessage) -> (EndReason, Option<String>, Option<u64>) {
         } => (*reason, by.as_ref().map(|u| u.to_string()), *duration_ms),
         other => panic!("expected call_ended, got {other:?}"),
     }
-}
-
-/// Alice calls Bob; Bob's one device rings. Returns both clients with those frames read.
-async fn ringing(s: &TestServer, call: &str) -> (Client, Client) {
-    let mut alice = s.login("alice", "a1").await;
-    let mut bob = s.login("bob", "b1").await;
-    alice.send(&invite(call, "bob", None)).await;
-    assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(
-        alice.recv().await,
-        ServerMessage::Ringing { devices: 1, .. }
-    ));
-    (alice, bob)
-}
-
-/// Alice calls Bob and Bob picks up; returns both clients.
-async fn connected(s: &TestServer, call: &str) -> (Client, Client) {
-    let (mut alice, mut bob) = ringing(s, call).await;
-    bob.send(&ClientMessage::Accept { call_id: cid(call) })
-        .await;
-    assert!(matches!(alice.recv().await, ServerMessage::Accepted { .. }));
-    assert!(matches!(bob.recv().await, ServerMessage::Accepted { .. }));
-    (alice, bob)
 }
 
 #[tokio::test]

@@ -6,30 +6,10 @@ mod common;
 
 use common::*;
 use futures_util::StreamExt;
-use tincan_proto::{ClientMessage, ErrorCode, MediaSignal, ServerMessage};
+use tincan_proto::{ErrorCode, MediaSignal, ServerMessage};
 use tokio_tungstenite::tungstenite::Message;
 
 const OFFER: &str = include_str!("../../proto/tests/data/sdp/chromium-156-offer-trickle.sdp");
-
-async fn connected(s: &TestServer) -> (Client, Client) {
-    let mut alice = s.login("alice", "a1").await;
-    let mut bob = s.login("bob", "b1").await;
-    alice
-        .send(&ClientMessage::Invite {
-            call_id: cid("c1"),
-            callee: uid("bob"),
-            call_type: Default::default(),
-            timeout_secs: None,
-        })
-        .await;
-    assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(alice.recv().await, ServerMessage::Ringing { .. }));
-    bob.send(&ClientMessage::Accept { call_id: cid("c1") })
-        .await;
-    assert!(matches!(alice.recv().await, ServerMessage::Accepted { .. }));
-    assert!(matches!(bob.recv().await, ServerMessage::Accepted { .. }));
-    (alice, bob)
-}
 
 async fn raw_text(c: &mut Client) -> String {
     loop {
@@ -47,7 +27,7 @@ async fn raw_text(c: &mut Client) -> String {
 #[tokio::test]
 async fn signals_are_relayed_as_sent_checked_and_stripped() {
     let s = server().await;
-    let (mut alice, mut bob) = connected(&s).await;
+    let (mut alice, mut bob) = connected(&s, "c1").await;
     let sdp = serde_json::to_string(OFFER).unwrap();
 
     // The payload as alice wrote it (spaces, key order) arrives byte for byte inside the frame.

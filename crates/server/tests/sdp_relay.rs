@@ -38,27 +38,6 @@ fn signal(signal: MediaSignal) -> ClientMessage {
     }
 }
 
-/// Alice calls Bob; returns both once Bob has accepted.
-async fn connected(s: &TestServer) -> (Client, Client) {
-    let mut alice = s.login("alice", "a1").await;
-    let mut bob = s.login("bob", "b1").await;
-    alice
-        .send(&ClientMessage::Invite {
-            call_id: cid("c1"),
-            callee: uid("bob"),
-            call_type: Default::default(),
-            timeout_secs: None,
-        })
-        .await;
-    assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(alice.recv().await, ServerMessage::Ringing { .. }));
-    bob.send(&ClientMessage::Accept { call_id: cid("c1") })
-        .await;
-    assert!(matches!(alice.recv().await, ServerMessage::Accepted { .. }));
-    assert!(matches!(bob.recv().await, ServerMessage::Accepted { .. }));
-    (alice, bob)
-}
-
 /// The sender hears `sdp_rejected` naming `detail`, about this call.
 async fn refused(c: &mut Client, detail: &str) {
     match c.expect_error(ErrorCode::SdpRejected).await {
@@ -82,7 +61,7 @@ async fn relayed(to: &mut Client, what: &MediaSignal) {
 #[tokio::test]
 async fn bad_offers_are_refused_to_the_sender_and_never_relayed() {
     let s = server().await;
-    let (mut alice, mut bob) = connected(&s).await;
+    let (mut alice, mut bob) = connected(&s, "c1").await;
 
     // Oversized: a real offer padded past 16 KiB (the frame itself is well under 64 KiB).
     let big = format!("{OFFER}a=x-pad:{}\r\n", "x".repeat(MAX_SDP_BYTES));
@@ -124,7 +103,7 @@ async fn bad_offers_are_refused_to_the_sender_and_never_relayed() {
 #[tokio::test]
 async fn the_65th_candidate_is_refused_and_the_call_goes_on() {
     let s = server().await;
-    let (mut alice, mut bob) = connected(&s).await;
+    let (mut alice, mut bob) = connected(&s, "c1").await;
     let o = offer(OFFER);
     alice.send(&signal(o.clone())).await;
     relayed(&mut bob, &o).await;
@@ -166,18 +145,7 @@ async fn the_65th_candidate_is_refused_and_the_call_goes_on() {
 async fn a_ringing_callee_is_protected_too() {
     // The early offer (sent while the callee rings) is where a hostile caller would aim.
     let s = server().await;
-    let mut alice = s.login("alice", "a1").await;
-    let mut bob = s.login("bob", "b1").await;
-    alice
-        .send(&ClientMessage::Invite {
-            call_id: cid("c1"),
-            callee: uid("bob"),
-            call_type: Default::default(),
-            timeout_secs: None,
-        })
-        .await;
-    assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(alice.recv().await, ServerMessage::Ringing { .. }));
+    let (mut alice, mut bob) = ringing(&s, "c1").await;
     let mut hundred = OFFER.to_owned();
     for _ in 0..100 {
         hundred.push_str("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n");

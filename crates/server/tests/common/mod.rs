@@ -183,3 +183,36 @@ impl Client {
         }
     }
 }
+
+/// An invite from the test's caller to `callee` for `call`.
+pub fn invite(call: &str, callee: &str, timeout: Option<u32>) -> ClientMessage {
+    ClientMessage::Invite {
+        call_id: cid(call),
+        callee: uid(callee),
+        call_type: Default::default(),
+        timeout_secs: timeout,
+    }
+}
+
+/// Alice (device a1) calls Bob (device b1); returns both once Bob's one device rings.
+pub async fn ringing(s: &TestServer, call: &str) -> (Client, Client) {
+    let mut alice = s.login("alice", "a1").await;
+    let mut bob = s.login("bob", "b1").await;
+    alice.send(&invite(call, "bob", None)).await;
+    assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
+    assert!(matches!(
+        alice.recv().await,
+        ServerMessage::Ringing { devices: 1, .. }
+    ));
+    (alice, bob)
+}
+
+/// Alice calls Bob and Bob picks up; returns both clients.
+pub async fn connected(s: &TestServer, call: &str) -> (Client, Client) {
+    let (mut alice, mut bob) = ringing(s, call).await;
+    bob.send(&ClientMessage::Accept { call_id: cid(call) })
+        .await;
+    assert!(matches!(alice.recv().await, ServerMessage::Accepted { .. }));
+    assert!(matches!(bob.recv().await, ServerMessage::Accepted { .. }));
+    (alice, bob)
+}
