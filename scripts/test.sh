@@ -3,11 +3,11 @@
 #   1. cargo fmt --check, cargo clippy -D warnings (native, and the UI for wasm32)
 #   2. cargo test --workspace: protocol, UserSig vectors, property tests, the server on loopback with
 #      real WebSocket clients, the desktop backend against a real server, two native media engines
+#      then a short benchmark run (crates/bench: tincan against a bare relay; figures printed, never asserted)
 #   3. keyring tests against a real gnome-keyring (dbus-run-session)
 #   4. the desktop app in its real webview (Xvfb + tauri-driver + WebKitWebDriver), including a call
 #      whose audio the app's native engine carries to the browser client in headless Chromium
-#   5. a short benchmark run (crates/bench: tincan against a bare relay; figures printed, never asserted)
-#   6. media: two headless Chromium instances hear each other through a real server (also over https/wss);
+#   5. media: two headless Chromium instances hear each other through a real server (also over https/wss);
 #      Firefox ESR calls Chromium and the native engine both ways; the native engine and Chromium hear each
 #      other in both calling directions (tampered fingerprints refused); a call across two hosts in network
 #      namespaces the test makes (wss + verified DTLS)
