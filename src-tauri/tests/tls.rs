@@ -36,71 +36,21 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A CA made here, and server certificates it signs for 127.0.0.1 / localhost only.
-struct Ca {
-    pem: String,
-    der: rustls::pki_types::CertificateDer<'static>,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
+#[path = "../../crates/server/tests/common/test_ca.rs"]
+#[allow(dead_code)]
+mod test_ca;
+use test_ca::Ca;
 
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            pem: cert.pem(),
-            der: cert.der().clone(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// Writes a server certificate and key into `dir`; returns where.
-    fn server_files(&self, dir: &std::path::Path) -> tincan_server::tls::TlsFiles {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "tincan test server");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let files = tincan_server::tls::TlsFiles {
-            cert: dir.join("server.pem"),
-            key: dir.join("server.key"),
-        };
-        std::fs::write(&files.cert, cert.pem()).unwrap();
-        std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        files
-    }
-
-    fn write_ca(&self, dir: &std::path::Path) -> String {
-        let path = dir.join("ca.pem");
-        std::fs::write(&path, &self.pem).unwrap();
-        path.display().to_string()
-    }
-
-    fn client(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-        )
-    }
+/// Writes a server certificate for the loopback names and its key into `dir`; returns where.
+fn server_files(ca: &Ca, dir: &std::path::Path) -> tincan_server::tls::TlsFiles {
+    let (cert, key) = ca.server_cert();
+    let files = tincan_server::tls::TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&files.cert, cert).unwrap();
+    std::fs::write(&files.key, key).unwrap();
+    files
 }
 
 async fn tls_server(files: tincan_server::tls::TlsFiles) -> tincan_server::ServerHandle {
@@ -232,7 +182,7 @@ async fn expect(ws: &mut Ws, f: impl Fn(&ServerMessage) -> bool) -> ServerMessag
 async fn signs_in_and_calls_over_wss_with_the_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("tincan test CA");
-    let srv = tls_server(ca.server_files(dir.path())).await;
+    let srv = tls_server(server_files(&ca, dir.path())).await;
     let url = format!("wss://localhost:{}/ws", srv.local_addr().port());
     let (a, rec) = app(&url);
 
@@ -287,7 +237,7 @@ async fn a_certificate_from_another_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ours = Ca::new("tincan test CA");
     let theirs = Ca::new("someone else's CA");
-    let srv = tls_server(theirs.server_files(dir.path())).await;
+    let srv = tls_server(server_files(&theirs, dir.path())).await;
     let url = format!("wss://127.0.0.1:{}/ws", srv.local_addr().port());
     let (a, _rec) = app(&url);
     set_ca_file(&a, Some(ours.write_ca(dir.path()))).await;

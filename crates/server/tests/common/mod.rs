@@ -1,6 +1,8 @@
 //! A real server on a loopback port and real WebSocket clients, for the integration tests.
 #![allow(dead_code)]
 
+pub mod test_ca;
+
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tincan_proto::{
