@@ -101,6 +101,17 @@ pub enum ClientMessage {
     },
     /// Leave a connected call (or withdraw / decline a ringing one). Idempotent on an ended call.
     Hangup { call_id: CallId },
+    /// After signing in again (a dropped connection, a server restart), a device that believes it
+    /// is in a connected call says so, so the server keeps or re-creates the call instead of
+    /// ending it. `connected_at_ms` is when the call connected, on the server's clock (as the client
+    /// estimates it from `login_ok.server_time_ms`). Answered with `call_resumed`, a `call_ended`
+    /// (the call ended while the device was away: the resync), or an `error`. docs/PROTOCOL.md,
+    /// "Resume".
+    ResumeCall {
+        call_id: CallId,
+        peer: UserId,
+        connected_at_ms: u64,
+    },
     /// WebRTC negotiation for the other party of `call_id`.
     Signal {
         call_id: CallId,
@@ -273,6 +284,10 @@ pub enum ErrorCode {
     AlreadyInCall,
     /// Media signalling from the callee before it accepted.
     NotConnected,
+    /// The other party of the call is reconnecting (between `peer_reconnecting` and
+    /// `peer_reconnected`, or a `resume_call` still waiting for the peer's): this `signal` was not
+    /// relayed and is not kept. Send it again after `peer_reconnected`.
+    PeerAbsent,
     /// An offer, answer or ICE candidate failed the SDP check (`tincan_proto::sdp`: too large, not
     /// exactly one audio m-line, no fingerprint, ICE credentials or Opus, a malformed candidate, too
     /// many candidates); nothing was relayed. The message names the check.
@@ -322,6 +337,24 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration_ms: Option<u64>,
     },
+    /// The answer to `resume_call`: the server holds this call for this device again (the peer may
+    /// still be away: then `peer_reconnecting` follows). `connected_at_ms` is when the call
+    /// connected, server clock.
+    CallResumed {
+        call_id: CallId,
+        peer: UserId,
+        connected_at_ms: u64,
+    },
+    /// The other party's connection dropped during a connected call (or it has not claimed the
+    /// call yet after a server restart). The server holds the call for up to `grace_secs` more;
+    /// signals to the peer are refused (`peer_absent`) meanwhile. Media between the two may go on.
+    PeerReconnecting {
+        call_id: CallId,
+        peer: UserId,
+        grace_secs: u32,
+    },
+    /// The other party is back in the call: signals flow again (an ICE restart may be due).
+    PeerReconnected { call_id: CallId, peer: UserId },
     /// WebRTC negotiation from the other party.
     Signal {
         call_id: CallId,
@@ -380,6 +413,7 @@ impl DecodeError {
 }
 
 const CLIENT_TYPES: &[&str] = &[
+    "resume_call",
     "login", "logout", "invite", "cancel", "accept", "reject", "hangup", "signal", "ping",
 ];
 

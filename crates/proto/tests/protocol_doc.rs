@@ -35,6 +35,7 @@ fn client_examples_round_trip() {
     }
     let all: BTreeSet<String> = [
         "login", "logout", "invite", "cancel", "accept", "reject", "hangup", "signal", "ping",
+        "resume_call",
     ]
     .map(String::from)
     .into();
@@ -63,6 +64,9 @@ fn server_examples_round_trip() {
         "logged_out",
         "error",
         "pong",
+        "call_resumed",
+        "peer_reconnecting",
+        "peer_reconnected",
     ]
     .map(String::from)
     .into();
@@ -91,6 +95,7 @@ fn every_error_code_and_end_reason_is_documented() {
         ErrorCode::InvalidState,
         ErrorCode::AlreadyInCall,
         ErrorCode::NotConnected,
+        ErrorCode::PeerAbsent,
         ErrorCode::SdpRejected,
         ErrorCode::RateLimited,
         ErrorCode::Internal,

@@ -20,6 +20,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 mod presence;
 mod relay;
+mod resume;
 mod ring;
 mod routing;
 

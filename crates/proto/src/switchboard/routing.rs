@@ -77,6 +77,11 @@ impl Switchboard {
                 self.event(sid, &call_id, CallEvent::Hangup { by: me }, now_ms, out)
             }
             ClientMessage::Signal { call_id, signal } => self.relay(sid, &me, call_id, signal, out),
+            ClientMessage::ResumeCall {
+                call_id,
+                peer,
+                connected_at_ms,
+            } => self.resume_call(sid, &me, call_id, peer, connected_at_ms, now_ms, out),
         }
     }
 
