@@ -366,7 +366,6 @@ mod tests {
             &mut c,
             &ServerMessage::Ringing {
                 call_id: id("c1"),
-                devices: 1
             },
             1100
         ));

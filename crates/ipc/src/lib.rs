@@ -422,6 +422,15 @@ impl CallOutcome {
             (Direction::Outgoing, Some(EndReason::Timeout)) => CallOutcome::NoAnswer,
             (_, Some(EndReason::Offline)) => CallOutcome::Offline,
             (_, Some(EndReason::AnsweredElsewhere)) => CallOutcome::Answered,
+            // This device left (signed out, signed in elsewhere, reconnected) while it rang.
+            (
+                Direction::Outgoing,
+                Some(EndReason::LoggedOut | EndReason::KickedOffline | EndReason::Replaced),
+            ) => CallOutcome::Cancelled,
+            (
+                Direction::Incoming,
+                Some(EndReason::LoggedOut | EndReason::KickedOffline | EndReason::Replaced),
+            ) => CallOutcome::Missed,
         }
     }
 

@@ -528,7 +528,6 @@ fn outgoing_ringing() -> H {
     assert_eq!(view.started_at_ms, h.now);
     h.frame(ServerMessage::Ringing {
         call_id: call_id("c1"),
-        devices: 1,
     });
     assert_eq!(h.phase(), Some(CallPhase::Ringing));
     h.take();

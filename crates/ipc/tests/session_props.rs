@@ -92,7 +92,7 @@ fn frame() -> impl Strategy<Value = ServerMessage> {
             call_type: CallType::Audio,
             timeout_secs: 30,
         }),
-        2 => id().prop_map(|call_id| ServerMessage::Ringing { call_id, devices: 1 }),
+        2 => id().prop_map(|call_id| ServerMessage::Ringing { call_id }),
         3 => (id(), peer()).prop_map(|(call_id, by)| ServerMessage::Accepted { call_id, by }),
         4 => (id(), reason(), prop::option::of(peer()), prop::option::of(0u64..100_000)).prop_map(
             |(call_id, reason, by, duration_ms)| ServerMessage::CallEnded {

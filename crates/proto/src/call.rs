@@ -223,6 +223,15 @@ impl Call {
         true
     }
 
+    /// Stops ringing on a device without ending the call, even when it was the last one: for a ring
+    /// handed over to the same user's new session (a replaced or kicked device), which
+    /// [`Call::add_ringing_device`] starts ringing right after. Returns false when it was not ringing.
+    pub fn stop_ringing_on(&mut self, device: &DeviceId) -> bool {
+        let before = self.ringing.len();
+        self.ringing.retain(|d| d != device);
+        self.ringing.len() != before
+    }
+
     /// The reason a given party is told (the caller hears `no_response` where the callee hears
     /// `timeout`).
     pub fn reason_for(&self, p: &Party) -> Option<EndReason> {

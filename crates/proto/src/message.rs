@@ -117,6 +117,11 @@ pub enum ClientMessage {
         call_id: CallId,
         signal: MediaSignal,
     },
+    /// Stop calls from `user_id` to this user (on every device, until `unblock`); answered with
+    /// `blocked`. The blocked caller is told the same as for an offline callee.
+    Block { user_id: UserId },
+    /// Lift a block; answered with `unblocked` (also when there was no block).
+    Unblock { user_id: UserId },
     /// Application-level keepalive (browsers cannot send WebSocket pings); answered with `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,8 +152,16 @@ pub enum EndReason {
     AnsweredElsewhere,
     /// Another device of the callee declined.
     DeclinedElsewhere,
-    /// A party's connection vanished.
+    /// A party's connection vanished (the other party hears this for every way of leaving).
     ConnectionLost,
+    /// This device logged out while the call was live (told to the leaver only).
+    LoggedOut,
+    /// This device was signed out because the user signed in elsewhere with `--single-session`
+    /// (told to the leaver only).
+    KickedOffline,
+    /// This connection was replaced by the same device signing in again (told to the old
+    /// connection only).
+    Replaced,
 }
 
 impl EndReason {
@@ -165,6 +178,9 @@ impl EndReason {
             EndReason::AnsweredElsewhere => "Answered on another device.",
             EndReason::DeclinedElsewhere => "Declined on another device.",
             EndReason::ConnectionLost => "The connection was lost.",
+            EndReason::LoggedOut => "You signed out.",
+            EndReason::KickedOffline => "You signed in on another device.",
+            EndReason::Replaced => "This device connected again.",
         }
     }
 }
@@ -294,6 +310,11 @@ pub enum ErrorCode {
     SdpRejected,
     /// Too many messages; this one was dropped.
     RateLimited,
+    /// The caller placed too many invites in the last minute, or too many to this callee, or
+    /// re-invited this callee too soon after an unanswered ring; nothing rang.
+    TooManyInvites,
+    /// The block list is full (`block` refused).
+    BlockListFull,
     /// Something failed inside the server.
     Internal,
 }
@@ -322,8 +343,9 @@ pub enum ServerMessage {
         call_type: CallType,
         timeout_secs: u32,
     },
-    /// The invitation reached the callee, who is being rung on `devices` devices.
-    Ringing { call_id: CallId, devices: u32 },
+    /// The invitation reached the callee, whose devices are ringing. How many is not told: a
+    /// caller has no need to know, and a stranger should not learn it.
+    Ringing { call_id: CallId },
     /// The callee accepted (TRTCCalling `USER_ACCEPT`); sent to the caller and to the device that
     /// accepted, which learns it won.
     Accepted { call_id: CallId, by: UserId },
@@ -373,6 +395,10 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         call_id: Option<CallId>,
     },
+    /// The answer to `block`: calls from `user_id` no longer ring this user.
+    Blocked { user_id: UserId },
+    /// The answer to `unblock`.
+    Unblocked { user_id: UserId },
     /// The answer to `ping`.
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -414,7 +440,8 @@ impl DecodeError {
 
 const CLIENT_TYPES: &[&str] = &[
     "resume_call",
-    "login", "logout", "invite", "cancel", "accept", "reject", "hangup", "signal", "ping",
+    "login", "logout", "invite", "cancel", "accept", "reject", "hangup", "signal", "block", "unblock",
+    "ping",
 ];
 
 impl ClientMessage {

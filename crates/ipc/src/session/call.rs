@@ -189,7 +189,10 @@ impl ClientSession {
                 }
                 self.apply(now, &msg);
             }
-            ServerMessage::LoginOk { .. } | ServerMessage::Pong { .. } => {}
+            ServerMessage::LoginOk { .. }
+            | ServerMessage::Pong { .. }
+            | ServerMessage::Blocked { .. }
+            | ServerMessage::Unblocked { .. } => {}
             ServerMessage::Ringing { .. }
             | ServerMessage::Accepted { .. }
             | ServerMessage::CallEnded { .. } => self.apply(now, &msg),

@@ -16,8 +16,11 @@ use crate::message::{
     CloseReason, ErrorCode, MissedCall, ServerMessage, DEFAULT_RING_TIMEOUT_SECS,
 };
 use crate::sdp::{self, CandidateBudget};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
+pub use presence::Leave;
+
+mod abuse;
 mod presence;
 mod relay;
 mod resume;
@@ -52,6 +55,18 @@ pub struct Config {
     pub max_frame_bytes: u32,
     /// The SDP check's limits for relayed offers, answers and candidates.
     pub sdp: sdp::Limits,
+    /// Invites one user may place in any 60 s, to anyone, on all its devices together: a caller
+    /// cannot ring-bomb (over it: `too_many_invites`, nothing rings).
+    pub max_invites_per_minute: u32,
+    /// Invites one caller may send one callee in any `pair_window_secs`.
+    pub max_pair_invites: u32,
+    pub pair_window_secs: u32,
+    /// After a ring from A to B ends unanswered, A may ring B again only once as long as it rang
+    /// has passed, and at least this long: A cannot keep B's line busy to everyone else by
+    /// re-inviting the moment a ring ends.
+    pub min_recall_secs: u32,
+    /// Users one user may block.
+    pub max_blocked_per_user: usize,
 }
 
 impl Default for Config {
@@ -66,6 +81,11 @@ impl Default for Config {
             heartbeat_secs: 25,
             max_frame_bytes: 64 * 1024,
             sdp: sdp::Limits::default(),
+            max_invites_per_minute: 20,
+            max_pair_invites: 5,
+            pair_window_secs: 300,
+            min_recall_secs: 5,
+            max_blocked_per_user: 1000,
         }
     }
 }
@@ -114,6 +134,12 @@ pub struct Switchboard {
     missed: HashMap<UserId, VecDeque<MissedCall>>,
     /// Insertion order of `missed`, to drop the oldest user when full.
     missed_order: VecDeque<UserId>,
+    /// Each caller's recent invites, for the abuse limits (`abuse`).
+    invite_log: HashMap<UserId, abuse::CallerLog>,
+    /// When `invite_log` was last swept of callers with nothing recent.
+    last_sweep_ms: u64,
+    /// Each user's block list: the callers whose invites do not ring them.
+    blocks: HashMap<UserId, HashSet<UserId>>,
 }
 
 impl Switchboard {

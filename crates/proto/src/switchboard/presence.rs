@@ -5,7 +5,42 @@
 use super::{Action, LoginError, SessionId, Switchboard};
 use crate::call::{Call, CallEvent, Party, Phase};
 use crate::ids::{CallId, DeviceId, UserId};
-use crate::message::{CloseReason, MissedCall, ServerMessage};
+use crate::message::{CloseReason, EndReason, ServerMessage};
+
+/// How a session leaves the switchboard; it decides what the leaver itself is told about its
+/// live calls. The other party hears `connection_lost` (by the leaver) in every case: why the
+/// peer left is not its business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// The connection is gone: nothing can be told to it.
+    Dropped,
+    /// `logout`: each live call ends for it with `logged_out`.
+    LoggedOut,
+    /// Signed out by the same user signing in elsewhere (`--single-session`): `kicked_offline`.
+    Kicked,
+    /// Replaced by the same device signing in again: `replaced`.
+    Replaced,
+}
+
+impl Leave {
+    /// The `call_ended` reason the leaver hears, when it can hear one.
+    pub fn end_reason(self) -> Option<EndReason> {
+        match self {
+            Leave::Dropped => None,
+            Leave::LoggedOut => Some(EndReason::LoggedOut),
+            Leave::Kicked => Some(EndReason::KickedOffline),
+            Leave::Replaced => Some(EndReason::Replaced),
+        }
+    }
+
+    fn close_reason(self) -> Option<CloseReason> {
+        match self {
+            Leave::Kicked => Some(CloseReason::KickedOffline),
+            Leave::Replaced => Some(CloseReason::Replaced),
+            Leave::Dropped | Leave::LoggedOut => None,
+        }
+    }
+}
 
 impl Switchboard {
     /// Is `user` in a connected call, or already being rung by someone?
@@ -49,19 +84,24 @@ impl Switchboard {
             self.devices.get(&party.user).cloned().unwrap_or_default();
         let mut kicked = Vec::new();
         for (device, old) in &existing {
-            if self.config.single_session {
-                kicked.push((*old, CloseReason::KickedOffline));
-            } else if *device == party.device {
-                kicked.push((*old, CloseReason::Replaced));
+            // The same device signing in again is a replacement, also with `--single-session`.
+            if *device == party.device {
+                kicked.push((*old, Leave::Replaced));
+            } else if self.config.single_session {
+                kicked.push((*old, Leave::Kicked));
             }
         }
         if existing.len() - kicked.len() >= self.config.max_devices_per_user {
             return Err(LoginError::TooManyDevices);
         }
-        for (old, reason) in kicked {
-            out.push(Action::Send(old, ServerMessage::KickedOffline { reason }));
-            out.push(Action::Close(old, reason));
-            self.disconnect(old, now_ms, out);
+        for (old, why) in kicked {
+            // Its calls end for it first (`call_ended`, its own reason), then it is told why it
+            // goes, then closed: everything it hears arrives before the close frame.
+            self.leave(old, why, now_ms, out);
+            if let Some(reason) = why.close_reason() {
+                out.push(Action::Send(old, ServerMessage::KickedOffline { reason }));
+                out.push(Action::Close(old, reason));
+            }
         }
         self.sessions.insert(sid, party.clone());
         self.devices
@@ -120,8 +160,28 @@ impl Switchboard {
         Ok(())
     }
 
-    /// A connection went away (or logged out): its calls end or stop ringing on it.
+    /// A connection went away: its calls end or stop ringing on it ([`Switchboard::leave`] with
+    /// [`Leave::Dropped`]).
     pub fn disconnect(&mut self, sid: SessionId, now_ms: u64, out: &mut Vec<Action>) {
+        self.leave(sid, Leave::Dropped, now_ms, out);
+    }
+
+    /// The one way a session leaves (dropped, logged out, kicked, replaced): every path out goes
+    /// through here, so every call ends exactly once for each party, leavers included.
+    ///
+    /// For each live call of the leaver:
+    /// - a ring on the leaver's device is *handed over* when the user is signing in again right
+    ///   now (`Kicked`, `Replaced`): it stops ringing here without ending, and `login` rings the
+    ///   new session next; otherwise the device stops ringing, and the call ends
+    ///   (`connection_lost` to the caller) when it was the last one;
+    /// - a call the leaver placed or answered ends; the other party hears `connection_lost`
+    ///   with `by` the leaver;
+    /// - the leaver itself, unless its connection is gone, hears `call_ended` with its own
+    ///   reason ([`Leave::end_reason`]), `by` itself, once per call.
+    ///
+    /// (Call resume hooks in here: a connected call whose party drops or is replaced can be held
+    /// instead of ended.)
+    pub fn leave(&mut self, sid: SessionId, why: Leave, now_ms: u64, out: &mut Vec<Action>) {
         let Some(party) = self.sessions.remove(&sid) else {
             return;
         };
@@ -136,9 +196,19 @@ impl Switchboard {
             .get(&party.user)
             .cloned()
             .unwrap_or_default();
+        let handover = matches!(why, Leave::Kicked | Leave::Replaced);
         for id in ids {
-            let involved = self.calls.get(&id).is_some_and(|c| c.has_party(&party));
-            if involved {
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            if !call.has_party(&party) {
+                continue;
+            }
+            let connected_at = call.connected_at_ms();
+            let rings_here = call.phase() == Phase::Ringing && *call.callee() == party.user;
+            if rings_here && handover && now_ms < call.ring_deadline_ms() {
+                call.stop_ringing_on(&party.device);
+            } else {
                 let _ = self.apply(
                     &id,
                     CallEvent::Disconnect {
@@ -148,14 +218,26 @@ impl Switchboard {
                     out,
                 );
             }
+            if let Some(reason) = why.end_reason() {
+                out.push(Action::Send(
+                    sid,
+                    ServerMessage::CallEnded {
+                        call_id: id,
+                        reason,
+                        by: Some(party.user.clone()),
+                        duration_ms: connected_at.map(|c| now_ms.saturating_sub(c)),
+                    },
+                ));
+            }
         }
     }
 
-    /// The client said goodbye.
+    /// The client said goodbye: its calls end (for it with `logged_out`), then `logged_out`
+    /// and the close.
     pub fn logout(&mut self, sid: SessionId, now_ms: u64, out: &mut Vec<Action>) {
+        self.leave(sid, Leave::LoggedOut, now_ms, out);
         out.push(Action::Send(sid, ServerMessage::LoggedOut));
         out.push(Action::Close(sid, CloseReason::LoggedOut));
-        self.disconnect(sid, now_ms, out);
     }
 
     pub(super) fn remember_missed(&mut self, user: &UserId, call: &Call) {

@@ -104,6 +104,9 @@ impl Switchboard {
                     }
                     self.send_to(&p, message(reason), out);
                 }
+                if call.connected_at_ms().is_none() {
+                    self.note_unanswered(&call, end.at_ms);
+                }
                 self.forget(&call);
             }
         }

@@ -82,6 +82,8 @@ impl Switchboard {
                 peer,
                 connected_at_ms,
             } => self.resume_call(sid, &me, call_id, peer, connected_at_ms, now_ms, out),
+            ClientMessage::Block { user_id } => self.block(sid, &me.user, user_id, out),
+            ClientMessage::Unblock { user_id } => self.unblock(sid, &me.user, user_id, out),
         }
     }
 
@@ -127,12 +129,34 @@ impl Switchboard {
             );
             return;
         }
+        // The limits come before anything about the callee is looked at, so their answer says
+        // nothing about the callee (see `abuse`).
+        if !self.admit_invite(sid, &me.user, &callee, &call_id, now_ms, out) {
+            return;
+        }
         let ended = |reason, by: Option<UserId>| ServerMessage::CallEnded {
             call_id: call_id.clone(),
             reason,
             by,
             duration_ms: None,
         };
+        // A blocked caller is told exactly what it would be told if the callee were signed in
+        // nowhere; the callee is not rung and keeps no missed call.
+        if self.is_blocked(&callee, &me.user) {
+            out.push(Action::Send(sid, ended(EndReason::Offline, Some(callee))));
+            return;
+        }
+        // Glare: the callee's own call to this user is ringing. The later invite (this one) is
+        // declined as `line_busy`, and the earlier call keeps ringing on this user's devices,
+        // where it can be accepted: one call between the two, never two crossed ones.
+        if self.calls_of_user.get(&me.user).is_some_and(|ids| {
+            ids.iter().filter_map(|id| self.calls.get(id)).any(|c| {
+                c.phase() == Phase::Ringing && c.caller().user == callee && *c.callee() == me.user
+            })
+        }) {
+            out.push(Action::Send(sid, ended(EndReason::LineBusy, Some(callee))));
+            return;
+        }
         if self.is_busy(&callee) {
             out.push(Action::Send(sid, ended(EndReason::LineBusy, Some(callee))));
             return;
@@ -143,11 +167,12 @@ impl Switchboard {
             .map(|d| d.iter().map(|(d, _)| d.clone()).collect())
             .unwrap_or_default();
         let secs = match timeout_secs {
-            None => self.config.default_ring_secs,
-            // TRTCCalling 0.x reads 0 as "ring forever"; the server's maximum is as long as it gets.
-            Some(0) => self.config.max_ring_secs,
-            Some(s) => s.min(self.config.max_ring_secs),
-        };
+            // TRTCCalling 0.x reads 0 as "ring forever". It rang for the server's maximum once,
+            // which let a caller hold a callee's line; now it is the default ring.
+            None | Some(0) => self.config.default_ring_secs,
+            Some(s) => s,
+        }
+        .min(self.config.max_ring_secs);
         let call = match Call::new(
             call_id.clone(),
             call_type,
@@ -184,7 +209,6 @@ impl Switchboard {
             sid,
             ServerMessage::Ringing {
                 call_id: call_id.clone(),
-                devices: call.ringing_devices().len() as u32,
             },
         ));
         self.deadlines
