@@ -3,13 +3,15 @@
 #   1. unit + integration tests (app core against a real tincan-server on loopback, UI reducer natively)
 #   2. keyring tests against a real gnome-keyring under dbus-run-session, and the "no Secret Service" error
 #   3. end to end: the production app binary under Xvfb, driven through tauri-driver + WebKitWebDriver,
-#      screenshots in test-artifacts/screenshots/
+#      screenshots in test-artifacts/screenshots/; then the tray and the ringing notification as a
+#      desktop sees them (tests/e2e_desktop_tray.py: its own StatusNotifierWatcher/host and
+#      notification server on its own dbus-run-session)
 #
 # Usage: scripts/test-desktop.sh [unit|keyring|e2e|all]   (default: all)
 # Needs (Debian 12): libwebkit2gtk-4.1-dev build-essential libxdo-dev libssl-dev
 #   libayatana-appindicator3-dev librsvg2-dev pkg-config xvfb xauth webkit2gtk-driver gnome-keyring
 #   dbus dbus-x11 python3-venv; Rust tools trunk 0.21.14, wasm-bindgen-cli 0.2.130, tauri-driver 2.x and the
-#   wasm32-unknown-unknown target; PyPI reachable once (selenium into target/e2e-venv).
+#   wasm32-unknown-unknown target; PyPI reachable once (selenium, dbus-next, python-xlib into target/e2e-venv).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,10 +77,10 @@ e2e() {
   cp target/debug/tincan target/e2e/tincan
   cargo build -p tincan-server
   cp target/debug/tincan-server target/e2e/tincan-server
-  if [ ! -x target/e2e-venv/bin/python ] || ! target/e2e-venv/bin/python -c 'import selenium, pytest' 2>/dev/null; then
-    step "python venv with selenium (target/e2e-venv)"
+  if [ ! -x target/e2e-venv/bin/python ] || ! target/e2e-venv/bin/python -c 'import selenium, pytest, dbus_next, Xlib' 2>/dev/null; then
+    step "python venv with selenium, dbus-next, python-xlib (target/e2e-venv)"
     python3 -m venv target/e2e-venv
-    target/e2e-venv/bin/pip install --quiet 'selenium>=4.20,<5' pytest
+    target/e2e-venv/bin/pip install --quiet 'selenium>=4.20,<5' pytest 'dbus-next>=0.2.3,<0.3' 'python-xlib>=0.33,<0.34'
   fi
   step "end to end under Xvfb"
   rm -rf test-artifacts/screenshots
@@ -98,6 +100,18 @@ e2e() {
       echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
       timeout 300 target/e2e-venv/bin/python tests/e2e_desktop.py
       timeout 300 target/e2e-venv/bin/python tests/e2e_desktop_media.py' && status=0 || status=$?
+    rm -rf "$SANDBOX"
+    exit $status
+  )
+  step "tray and notifications through a StatusNotifierWatcher and a notification server (own session bus)"
+  (
+    sandbox
+    export DISPLAY="$display" TINCAN_APP="$ROOT/target/e2e/tincan" \
+           TINCAN_SERVER_BIN="$ROOT/target/e2e/tincan-server" TINCAN_UI_DIST="$ROOT/target/e2e/dist"
+    dbus-run-session -- bash -c '
+      set -euo pipefail
+      echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+      timeout 180 target/e2e-venv/bin/python tests/e2e_desktop_tray.py' && status=0 || status=$?
     rm -rf "$SANDBOX"
     exit $status
   )

@@ -16,9 +16,12 @@ pub mod embedded;
 pub mod ipc;
 pub mod native_media;
 pub mod navigation;
+pub mod notifications;
 pub mod service;
 pub mod shell;
 pub mod signaling;
+#[cfg(target_os = "linux")]
+pub mod sni;
 pub mod storage;
 pub mod transport;
 pub mod tray;

@@ -5,18 +5,20 @@ use crate::credentials::{Credentials, KeyringStore, SERVICE};
 use crate::embedded::{port_from_env, EmbeddedHost};
 use crate::ipc::{self, Shared};
 use crate::native_media::{self, NativeMedia};
+use crate::notifications::{Choice, RingNotice};
 use crate::service::{Service, ServiceConfig};
 use crate::signaling::{EventSink, Timing};
 use crate::storage::{Kv, Store};
-use crate::tray::TrayModel;
+use crate::tray::{TrayModel, TrayView};
 use std::sync::{Arc, Mutex};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
+#[cfg(not(target_os = "linux"))]
 use tauri_plugin_notification::NotificationExt;
 use tincan_ipc::{AppEvent, CallPhase, EVENT};
-use tincan_proto::UserId;
+use tincan_proto::{CallId, UserId};
 
 /// Command-line options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,7 +95,10 @@ impl<R: Runtime> Kv for PluginKv<R> {
     }
 }
 
-/// The tray and its menu items, updated as the session changes.
+/// macOS / Windows: tauri's tray and its menu items, updated as the session changes. (Linux has
+/// [`crate::sni`] instead: tauri's tray there is libappindicator, with no tooltip, no attention
+/// state and icon files shared between profiles.) tray-icon writes no icon files on these systems.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 struct Tray<R: Runtime> {
     icon: TrayIcon<R>,
     status: MenuItem<R>,
@@ -101,36 +106,56 @@ struct Tray<R: Runtime> {
     decline: MenuItem<R>,
     normal: Image<'static>,
     ringing: Image<'static>,
-    model: Mutex<TrayModel>,
+    model: Mutex<(TrayModel, TrayView)>,
 }
 
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 impl<R: Runtime> Tray<R> {
-    /// Feeds the pure [`TrayModel`] and copies its view onto the tray.
+    /// Feeds the pure [`TrayModel`] and copies what changed in its view onto the tray (the icon
+    /// only when ringing starts or stops).
     fn on_event(&self, ev: &AppEvent) {
-        let view = {
-            let mut model = lock(&self.model);
+        let (view, old) = {
+            let mut guard = lock(&self.model);
+            let (model, last) = &mut *guard;
             if !model.apply(ev) {
                 return;
             }
-            model.view()
+            let view = model.view();
+            if view == *last {
+                return;
+            }
+            (view.clone(), std::mem::replace(last, view))
         };
-        let icon = if view.ringing {
-            &self.ringing
-        } else {
-            &self.normal
-        };
-        let result = self
+        let mut result = self
             .status
             .set_text(&view.status)
             .and_then(|()| self.accept.set_text(&view.accept_label))
             .and_then(|()| self.accept.set_enabled(view.ringing))
             .and_then(|()| self.decline.set_enabled(view.ringing))
-            .and_then(|()| self.icon.set_icon(Some(icon.clone())))
             .and_then(|()| self.icon.set_tooltip(Some(&view.tooltip)));
+        if view.ringing != old.ringing {
+            let icon = if view.ringing {
+                &self.ringing
+            } else {
+                &self.normal
+            };
+            result = result.and_then(|()| self.icon.set_icon(Some(icon.clone())));
+        }
         if let Err(e) = result {
             tracing::debug!(%e, "tray update failed");
         }
     }
+}
+
+/// Whether this app has a tray icon a user can reach: closing the window then hides it (calls still
+/// ring); without one, closing quits, since nothing could bring the window back.
+struct HasTray(Box<dyn Fn() -> bool + Send + Sync>);
+
+fn tray_icons() -> tauri::Result<(Image<'static>, Image<'static>)> {
+    Ok((
+        Image::from_bytes(include_bytes!("../icons/tray.png"))?.to_owned(),
+        Image::from_bytes(include_bytes!("../icons/tray-ringing.png"))?.to_owned(),
+    ))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -145,7 +170,8 @@ fn show_window<R: Runtime>(app: &AppHandle<R>) {
     }
 }
 
-fn build_tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<Tray<R>> {
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+fn build_tray<R: Runtime>(app: &AppHandle<R>, profile: &str) -> tauri::Result<Tray<R>> {
     let show = MenuItem::with_id(app, "show", "Show tincan", true, None::<&str>)?;
     let status = MenuItem::with_id(app, "status", "Signed out", false, None::<&str>)?;
     let accept = MenuItem::with_id(app, "accept", "Accept call", false, None::<&str>)?;
@@ -157,9 +183,9 @@ fn build_tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<Tray<R>> {
         app,
         &[&show, &status, &sep1, &accept, &decline, &sep2, &quit],
     )?;
-    let normal = Image::from_bytes(include_bytes!("../icons/tray.png"))?.to_owned();
-    let ringing = Image::from_bytes(include_bytes!("../icons/tray-ringing.png"))?.to_owned();
-    let icon = TrayIconBuilder::with_id("main")
+    let (normal, ringing) = tray_icons()?;
+    // An id of the profile's own: two profiles are two processes, each with its tray.
+    let icon = TrayIconBuilder::with_id(crate::tray::item_id(profile))
         .icon(normal.clone())
         .tooltip("tincan")
         .menu(&menu)
@@ -172,7 +198,7 @@ fn build_tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<Tray<R>> {
         decline,
         normal,
         ringing,
-        model: Mutex::new(TrayModel::default()),
+        model: Mutex::new((TrayModel::default(), TrayModel::default().view())),
     })
 }
 
@@ -188,30 +214,134 @@ fn on_tray_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 app.exit(0);
             });
         }
-        "accept" | "decline" => {
-            let accept = id == "accept";
-            tauri::async_runtime::spawn(async move {
-                let Some(shared) = app.try_state::<Shared>() else {
-                    return;
-                };
-                let call = shared.service.current_call().await;
-                let Some(call) = call.filter(|c| c.phase == CallPhase::Incoming) else {
-                    return;
-                };
-                let r = if accept {
-                    shared.service.accept(call.call_id).await
-                } else {
-                    shared.service.reject(call.call_id).await
-                };
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "tray action failed");
-                }
-                if accept {
-                    show_window(&app);
-                }
-            });
-        }
+        "accept" => answer(app, None, true),
+        "decline" => answer(app, None, false),
         _ => {}
+    }
+}
+
+/// Accepts or declines the call ringing here (`only`: if it is still that call), from the tray or
+/// the notification. Accepting shows the window: the user asked for the call.
+fn answer<R: Runtime>(app: AppHandle<R>, only: Option<CallId>, accept: bool) {
+    tauri::async_runtime::spawn(async move {
+        let Some(shared) = app.try_state::<Shared>() else {
+            return;
+        };
+        let call = shared.service.current_call().await;
+        let Some(call) = call.filter(|c| {
+            c.phase == CallPhase::Incoming && only.as_ref().is_none_or(|id| *id == c.call_id)
+        }) else {
+            return;
+        };
+        let r = if accept {
+            shared.service.accept(call.call_id).await
+        } else {
+            shared.service.reject(call.call_id).await
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "answer from the tray or notification failed");
+        }
+        if accept {
+            show_window(&app);
+        }
+    });
+}
+
+/// The user's choice on the ringing notification.
+fn on_notice_choice<R: Runtime>(app: &AppHandle<R>, call_id: CallId, choice: Choice) {
+    match choice {
+        Choice::Accept => answer(app.clone(), Some(call_id), true),
+        Choice::Decline => answer(app.clone(), Some(call_id), false),
+        Choice::Show => show_window(app),
+    }
+}
+
+/// Shows an event on the tray and the notification.
+type Present = Box<dyn Fn(&AppEvent) + Send + Sync>;
+
+/// The tray and the ringing notification for this platform; returns what the event sink feeds
+/// and whether there is a tray.
+fn desktop_presence<R: Runtime>(app: &AppHandle<R>, profile: &str) -> (Present, HasTray) {
+    let notice = Mutex::new(RingNotice::default());
+    #[cfg(target_os = "linux")]
+    {
+        let presence = Arc::new(crate::sni::Presence::default());
+        let model = Mutex::new(TrayModel::default());
+        let (views, rx) = tokio::sync::watch::channel(TrayModel::default().view());
+        match tray_icons() {
+            Ok((normal, ringing)) => {
+                let menu_app = app.clone();
+                let on_menu: crate::sni::OnMenu =
+                    Arc::new(move |id: &str| on_tray_menu(&menu_app, id));
+                let tray = crate::sni::SniTray::new(
+                    profile,
+                    TrayModel::default().view(),
+                    &normal,
+                    &ringing,
+                    on_menu,
+                    presence.clone(),
+                );
+                crate::sni::spawn(tray, rx, presence.clone());
+            }
+            Err(e) => tracing::warn!(%e, "no tray icon"),
+        }
+        let choice_app = app.clone();
+        let notices = crate::notifications::linux::spawn(
+            crate::tray::title(profile),
+            Arc::new(move |call_id, choice| on_notice_choice(&choice_app, call_id, choice)),
+        );
+        let feed = move |ev: &AppEvent| {
+            {
+                let mut m = lock(&model);
+                if m.apply(ev) {
+                    // The watch skips an unchanged view: nothing is sent to the bus for it.
+                    views.send_if_modified(|v| {
+                        let next = m.view();
+                        let changed = *v != next;
+                        *v = next;
+                        changed
+                    });
+                }
+            }
+            for action in lock(&notice).apply(ev) {
+                let _ = notices.send(action);
+            }
+        };
+        let has = HasTray(Box::new(move || presence.online()));
+        (Box::new(feed), has)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let tray = match build_tray(app, profile) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(%e, "no tray icon");
+                None
+            }
+        };
+        let has = tray.is_some();
+        let notify_app = app.clone();
+        let feed = move |ev: &AppEvent| {
+            if let Some(t) = &tray {
+                t.on_event(ev);
+            }
+            for action in lock(&notice).apply(ev) {
+                // tauri-plugin-notification on macOS / Windows: title and body only, no action
+                // buttons, and a shown notification cannot be closed from here.
+                if let crate::notifications::NoticeAction::Show { caller, .. } = action {
+                    let shown = notify_app
+                        .notification()
+                        .builder()
+                        .title(crate::notifications::summary())
+                        .body(crate::notifications::body(&caller))
+                        .show();
+                    if let Err(e) = shown {
+                        tracing::info!(%e, "no desktop notification");
+                    }
+                }
+            }
+        };
+        (Box::new(feed), HasTray(Box::new(move || has)))
     }
 }
 
@@ -272,7 +402,8 @@ pub fn run(options: Options) {
         .on_window_event(|window, event| {
             // Closing the window hides it: the app keeps receiving calls from the tray.
             if let WindowEvent::CloseRequested { api, .. } = event {
-                if window.app_handle().tray_by_id("main").is_some() {
+                let tray = window.app_handle().try_state::<HasTray>();
+                if tray.is_some_and(|t| (t.0)()) {
                     api.prevent_close();
                     let _ = window.hide();
                 }
@@ -303,31 +434,15 @@ pub fn run(options: Options) {
                 app,
                 format!("profiles/{profile}/settings.json"),
             )?;
-            let tray = match build_tray(&handle) {
-                Ok(t) => Some(Arc::new(t)),
-                Err(e) => {
-                    tracing::warn!(%e, "no tray icon");
-                    None
-                }
-            };
+            let (present, has_tray) = desktop_presence(&handle, &profile);
+            app.manage(has_tray);
             let emit_handle = handle.clone();
             let sink: EventSink = Arc::new(move |ev: AppEvent| {
                 ipc::audit("event", &ev);
-                if let Some(t) = &tray {
-                    t.on_event(&ev);
-                }
-                if let AppEvent::Incoming { caller, .. } = &ev {
-                    let shown = emit_handle
-                        .notification()
-                        .builder()
-                        .title("Incoming call")
-                        .body(format!("{caller} is calling you"))
-                        .show();
-                    if let Err(e) = shown {
-                        tracing::info!(%e, "no desktop notification");
-                    }
-                    show_window(&emit_handle);
-                }
+                // A ring shows the notification and the tray's attention state; it never raises
+                // or focuses the window (the desktop's convention for calls, and no focus theft
+                // by whoever calls).
+                present(&ev);
                 if let Err(e) = emit_handle.emit(EVENT, &ev) {
                     tracing::warn!(%e, "could not emit an event");
                 }

@@ -23,6 +23,21 @@ pub struct TrayView {
     pub accept_label: String,
 }
 
+/// The tray item's id for a profile: each profile (a process of its own) has its own, so hosts keep
+/// them apart and tray-icon's files (`tray-icon-<id>-N.png`) never collide.
+pub fn item_id(profile: &str) -> String {
+    format!("tincan-{profile}")
+}
+
+/// The tray item's title (and the notification's app name).
+pub fn title(profile: &str) -> String {
+    if profile == "default" {
+        "tincan".into()
+    } else {
+        format!("tincan — {profile}")
+    }
+}
+
 impl TrayModel {
     /// Applies an event; returns whether the view may have changed.
     pub fn apply(&mut self, ev: &AppEvent) -> bool {
