@@ -16,6 +16,7 @@ Needs: dbus-next and python-xlib (target/e2e-venv, installed by scripts/test-des
 """
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -288,9 +289,12 @@ def main():
         env = dict(os.environ, TINCAN_EMBEDDED_PORT=str(e.free_port()))
         for k in ("TINCAN_IPC_AUDIT", "TINCAN_SECRET_KEY", "TINCAN_SERVER"):
             env.pop(k, None)
+        audit = LOG / "tray-ipc-audit.jsonl"
+        audit.unlink(missing_ok=True)
         e.seed_settings("tray-a")
         e.seed_settings("tray-b")
-        driver, drv = e.launch(["--server", url, "--profile", "tray-a"], env, "tray-app-a.log")
+        driver, drv = e.launch(["--server", url, "--profile", "tray-a"],
+                               dict(env, TINCAN_IPC_AUDIT=str(audit)), "tray-app-a.log")
         procs.append(drv)
         # The second profile: a process of its own, beside the first.
         procs.append(subprocess.Popen([str(e.APP), "--server", url, "--profile", "tray-b"], env=env,
@@ -382,9 +386,46 @@ def main():
         check("the notification is closed when the call is answered", True)
         wait("the tray back to Active", lambda: desk.props(a)["Status"] == "Active")
         check("Status back to Active after the ring", True)
+        try:  # the signals may trail the property read above
+            wait("NewIcon signals", lambda: desk.icon_signals(a) - icons_before >= 2, timeout=3)
+        except AssertionError:
+            pass
+        time.sleep(0.5)
         icons_after = desk.icon_signals(a)
         check("the icon is rewritten only when it changes (ring on, ring off)",
               icons_after - icons_before == 2, f"{icons_after - icons_before} NewIcon signals")
+
+        # While alice is in that call, carol calls: the app does not ring (busy), so it shows no
+        # notification, no attention, and starts no media session for her; bob's call has one.
+        notes_before = set(desk.notifications.notes)
+        carol = e.Peer(url, "carol")
+        peers.append(carol)
+        busy_id = str(uuid.uuid4())
+        carol.send({"type": "invite", "call_id": busy_id, "callee": "alice", "call_type": "audio",
+                    "timeout_secs": 30})
+        got = carol.expect("call_ended")
+        time.sleep(1)
+        check("a call it will not ring (busy) is turned away", got.get("reason") == "line_busy", got)
+        check("no notification and no attention for a call it will not ring",
+              set(desk.notifications.notes) == notes_before and desk.props(a)["Status"] == "Active")
+
+        def audited(kind, cid):
+            """The app's events of `kind` about call `cid` (the native engine's events of a media
+            session carry its call id; a call view is what the UI starts a session for)."""
+            hits = []
+            for line in audit.read_text().splitlines():
+                ev = json.loads(line)
+                v = ev.get("value") or {}
+                if ev.get("what") != "event" or v.get("kind") != kind:
+                    continue
+                inner = v.get("event" if kind == "native_media" else "call") or {}
+                if inner.get("call_id") == cid:
+                    hits.append(v)
+            return hits
+        wait("the media session of the call alice answered", lambda: audited("native_media", call_id))
+        check("no call view and no media session for a caller it will not ring",
+              not audited("native_media", busy_id) and not audited("call", busy_id),
+              audited("native_media", busy_id)[:2] + audited("call", busy_id)[:2])
         peer.send({"type": "hangup", "call_id": call_id})
         peer.expect("call_ended")
         time.sleep(1)
