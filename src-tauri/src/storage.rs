@@ -294,6 +294,8 @@ mod tests {
             timeout_secs: 30,
             muted: false,
             remote_muted: false,
+            reconnecting: false,
+            peer_reconnecting: false,
         }
     }
 

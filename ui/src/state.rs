@@ -86,6 +86,9 @@ pub fn ended_title(reason: Option<EndReason>) -> &'static str {
         Some(EndReason::AnsweredElsewhere) => "Answered elsewhere",
         Some(EndReason::DeclinedElsewhere) => "Declined elsewhere",
         Some(EndReason::ConnectionLost) => "Connection lost",
+        Some(EndReason::LoggedOut) => "Signed out",
+        Some(EndReason::KickedOffline) => "Signed in elsewhere",
+        Some(EndReason::Replaced) => "Connected again",
         None => "Call failed",
     }
 }
@@ -278,6 +281,8 @@ mod tests {
             timeout_secs: 30,
             muted: false,
             remote_muted: false,
+            reconnecting: false,
+            peer_reconnecting: false,
         }
     }
 

@@ -35,6 +35,8 @@ pub fn outgoing(
         timeout_secs,
         muted: false,
         remote_muted: false,
+        reconnecting: false,
+        peer_reconnecting: false,
     }
 }
 
@@ -58,6 +60,8 @@ pub fn incoming(
         timeout_secs,
         muted: false,
         remote_muted: false,
+        reconnecting: false,
+        peer_reconnecting: false,
     }
 }
 
@@ -68,6 +72,9 @@ pub fn end(call: &mut CallView, reason: Option<EndReason>, message: String) {
     }
     call.phase = CallPhase::Ended;
     call.ended = Some(CallEndInfo { reason, message });
+    // Nobody is reconnecting to a call that is over.
+    call.reconnecting = false;
+    call.peer_reconnecting = false;
 }
 
 /// The words for a refused request.
@@ -364,9 +371,7 @@ mod tests {
         let mut c = outgoing(id("c1"), user("bob"), CallType::Audio, 30, 1000);
         assert!(apply(
             &mut c,
-            &ServerMessage::Ringing {
-                call_id: id("c1"),
-            },
+            &ServerMessage::Ringing { call_id: id("c1") },
             1100
         ));
         assert_eq!(c.phase, CallPhase::Ringing);

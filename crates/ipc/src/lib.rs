@@ -255,6 +255,13 @@ pub struct CallView {
     pub timeout_secs: u32,
     pub muted: bool,
     pub remote_muted: bool,
+    /// This side lost the server during the connected call and is resuming it: the media goes on,
+    /// the UI says "Reconnecting…" with the timer running (see `session::resume`).
+    #[serde(default)]
+    pub reconnecting: bool,
+    /// The server says the peer lost its connection and may come back within the grace period.
+    #[serde(default)]
+    pub peer_reconnecting: bool,
 }
 
 /// Everything the UI needs at start-up.

@@ -336,13 +336,13 @@ fn commands_while_reconnecting_are_refused_not_queued() {
 }
 
 #[test]
-fn a_drop_ends_a_live_call_in_words() {
+fn a_drop_ends_a_ringing_call_in_words() {
+    // (A connected call is kept and resumed instead: tests/session_resume.rs.)
     let mut h = H::new();
     h.sign_in("alice");
     h.start_call("c1", "bob");
-    h.frame(ServerMessage::Accepted {
+    h.frame(ServerMessage::Ringing {
         call_id: call_id("c1"),
-        by: user("bob"),
     });
     h.take();
     h.disconnected(Some(CloseReason::ServerShutdown));

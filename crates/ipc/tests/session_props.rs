@@ -6,7 +6,9 @@
 //! - nothing but `login` and `ping` is sent on a connection before its `login_ok`, and nothing at all
 //!   on a connection that is not open;
 //! - every command is answered exactly once (none is lost without an error);
-//! - the snapshot (`get_state`) agrees with the last events.
+//! - the snapshot (`get_state`) agrees with the last events;
+//! - a dropped connection (not a kick or a sign-out) never ends a connected call, and `resume_call`
+//!   is only ever sent for a call the UI saw connected.
 
 mod common;
 
@@ -121,6 +123,20 @@ fn frame() -> impl Strategy<Value = ServerMessage> {
         1 => prop::sample::select(vec![CloseReason::KickedOffline, CloseReason::Replaced])
             .prop_map(|reason| ServerMessage::KickedOffline { reason }),
         1 => Just(ServerMessage::LoggedOut),
+        2 => (id(), peer()).prop_map(|(call_id, peer)| ServerMessage::CallResumed {
+            call_id,
+            peer,
+            connected_at_ms: 0,
+        }),
+        1 => (id(), peer()).prop_map(|(call_id, peer)| ServerMessage::PeerReconnecting {
+            call_id,
+            peer,
+            grace_secs: 30,
+        }),
+        1 => (id(), peer()).prop_map(|(call_id, peer)| ServerMessage::PeerReconnected {
+            call_id,
+            peer,
+        }),
         1 => Just(ServerMessage::Pong { nonce: None }),
     ]
 }
@@ -157,6 +173,8 @@ struct Watch {
     logged_in: bool,
     replies: HashMap<u64, usize>,
     connection: Option<ConnectionState>,
+    /// Calls the UI saw connected.
+    connected: HashSet<tincan_proto::CallId>,
 }
 
 impl Watch {
@@ -181,6 +199,12 @@ impl Watch {
                     prop_assert!(
                         matches!(m, ClientMessage::Login { .. } | ClientMessage::Ping { .. }),
                         "sent {m:?} before login_ok"
+                    );
+                }
+                if let ClientMessage::ResumeCall { call_id, .. } = m {
+                    prop_assert!(
+                        self.connected.contains(call_id),
+                        "resumed {call_id}, never connected"
                     );
                 }
             }
@@ -210,6 +234,9 @@ impl Watch {
                     }
                 }
                 self.seen.insert(c.call_id.clone());
+                if c.phase == CallPhase::Connected {
+                    self.connected.insert(c.call_id.clone());
+                }
                 self.ui_call = Some(c.clone());
             }
             Output::Event(AppEvent::Call { call: None }) => {
@@ -269,10 +296,18 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Step::Disconnected(close) => {
                 if w.open || w.connecting {
+                    let kept = h.s.is_online()
+                        && !tincan_ipc::session::close_is_final(close)
+                        && h.phase() == Some(CallPhase::Connected);
                     w.open = false;
                     w.connecting = false;
                     w.logged_in = false;
                     h.disconnected(close);
+                    if kept {
+                        drain(&mut h, &mut w)?;
+                        prop_assert_eq!(h.phase(), Some(CallPhase::Connected));
+                        prop_assert!(h.call().is_some_and(|c| c.reconnecting));
+                    }
                 }
             }
             Step::Advance(ms) => h.advance(ms),

@@ -115,6 +115,7 @@ impl Signaling {
             backoff_max_ms: ms(timing.backoff_max),
             this: "window".into(),
             seed: rand::random(),
+            ..machine::Config::default()
         });
         let snapshot = Arc::new(Mutex::new(session.snapshot()));
         let (tx, rx) = mpsc::channel(32);

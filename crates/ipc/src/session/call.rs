@@ -7,7 +7,7 @@
 
 use super::{ClientSession, Command, CommandId, Millis, Output, Reply};
 use crate::{call_view, AppEvent, CallPhase, ErrorCode, IpcError};
-use tincan_proto::{ClientMessage, ServerMessage};
+use tincan_proto::{ClientMessage, ErrorCode as WireCode, ServerMessage};
 
 fn signed_out_error() -> IpcError {
     IpcError::new(ErrorCode::NotSignedIn, "You are signed out.")
@@ -93,11 +93,17 @@ impl ClientSession {
         }?;
         let call_view::Step { frame, update } = step;
         if let Some(frame) = frame {
-            if !online {
-                // Nothing is queued for later: the call already ended when the connection went.
+            if self.holding() {
+                // The call is kept through a lost connection: its hang-up, mute and media
+                // signals go out once it is resumed (`resume`).
+                self.keep_for_resume(frame);
+            } else if !online {
+                // Only a connected call is kept: any other ended when the connection went.
                 return Err(offline_error());
+            } else if !self.keep_for_peer(&frame) {
+                // (A signal for a peer who is reconnecting waits for it: `resume`.)
+                self.send(frame);
             }
-            self.send(frame);
         }
         if let Some(c) = update {
             self.set_call(c);
@@ -177,6 +183,12 @@ impl ClientSession {
                 message,
                 call_id,
             } => {
+                // The server's "no" to `resume_call`: the held call is over.
+                if let Some(id) = call_id {
+                    if !matches!(code, WireCode::RateLimited) && self.resume_refused(now, id) {
+                        return;
+                    }
+                }
                 let about_our_call =
                     matches!((call_id, &self.call), (Some(id), Some(c)) if *id == c.call_id);
                 if !about_our_call {
@@ -193,9 +205,14 @@ impl ClientSession {
             | ServerMessage::Pong { .. }
             | ServerMessage::Blocked { .. }
             | ServerMessage::Unblocked { .. } => {}
-            ServerMessage::Ringing { .. }
-            | ServerMessage::Accepted { .. }
-            | ServerMessage::CallEnded { .. } => self.apply(now, &msg),
+            ServerMessage::CallEnded { call_id, .. } => {
+                self.resume_ended(call_id);
+                self.apply(now, &msg);
+            }
+            ServerMessage::CallResumed { call_id, .. } => self.on_call_resumed(call_id),
+            ServerMessage::PeerReconnecting { call_id, .. } => self.on_peer_away(call_id, true),
+            ServerMessage::PeerReconnected { call_id, .. } => self.on_peer_away(call_id, false),
+            ServerMessage::Ringing { .. } | ServerMessage::Accepted { .. } => self.apply(now, &msg),
         }
     }
 

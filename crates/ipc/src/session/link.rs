@@ -55,6 +55,9 @@ impl Link {
     }
 }
 
+/// The longest reconnect delay while a connected call is held.
+const HELD_BACKOFF_MAX_MS: u64 = 2_000;
+
 fn unreachable_at(url: &str, detail: &str) -> IpcError {
     IpcError::new(
         ErrorCode::ServerUnreachable,
@@ -109,6 +112,7 @@ impl ClientSession {
 
     /// Runs whatever [`ClientSession::poll_timeout`] named, if its time has come.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.resume_timeout(now);
         match &mut self.link {
             Link::Connecting { deadline, .. } if *deadline <= now => {
                 let e = unreachable_at(self.link.url(), "no answer");
@@ -144,6 +148,8 @@ impl ClientSession {
         }
         self.sign_out(now);
         self.call = None;
+        self.held = None;
+        self.kept = Default::default();
         self.pending_sign_in = Some(id);
         self.attempt = 0;
         self.set_connection(ConnectionState::Connecting);
@@ -170,6 +176,9 @@ impl ClientSession {
 
     /// The state after any ending: the call (if live) ends, the UI hears "signed out".
     pub(super) fn signed_out(&mut self, _now: Millis) {
+        // Nothing is resumed after a sign-out: the held call ends with the rest.
+        self.held = None;
+        self.kept = Default::default();
         self.drop_call("You signed out.");
         self.link = Link::SignedOut;
         self.user = None;
@@ -209,12 +218,14 @@ impl ClientSession {
     fn back_off(&mut self, now: Millis) {
         self.attempt = self.attempt.saturating_add(1);
         let jitter = self.random_unit();
-        let delay = backoff_ms(
-            self.cfg.backoff_start_ms,
-            self.cfg.backoff_max_ms,
-            self.attempt,
-            jitter,
-        );
+        // A held call has a grace period on the server (30 s by default): retry often enough to
+        // make it back within it.
+        let max = if self.holding() {
+            self.cfg.backoff_max_ms.min(HELD_BACKOFF_MAX_MS)
+        } else {
+            self.cfg.backoff_max_ms
+        };
+        let delay = backoff_ms(self.cfg.backoff_start_ms, max, self.attempt, jitter);
         self.link = Link::Backoff {
             until: now.saturating_add(delay),
         };
@@ -230,9 +241,11 @@ impl ClientSession {
             ServerMessage::LoginOk {
                 user_id,
                 heartbeat_secs,
+                server_time_ms,
                 ..
             } => {
                 let every = keepalive_every_ms(heartbeat_secs);
+                self.server_offset_ms = (server_time_ms as i64).saturating_sub(now as i64);
                 self.attempt = 0;
                 self.link = Link::Online {
                     every,
@@ -247,6 +260,8 @@ impl ClientSession {
                 if let Some(id) = self.pending_sign_in.take() {
                     self.reply(id, Ok(Reply::SignedIn(user_id)));
                 }
+                // Back after a drop during a connected call: pick it up again.
+                self.ask_resume();
             }
             ServerMessage::Error { code, message, .. } => {
                 // The credentials were refused: retrying the same ones cannot help.
@@ -279,7 +294,11 @@ impl ClientSession {
                 self.signed_out(now);
             }
             Link::Online { .. } => {
-                self.drop_call("The connection to the server was lost.");
+                // A connected call is kept and resumed (its media is peer-to-peer); one that had
+                // not connected yet ends.
+                if !self.hold_call(now) {
+                    self.drop_call("The connection to the server was lost.");
+                }
                 self.back_off(now);
             }
             // Planning or waiting: nothing was open. Signed out: a socket we already closed.

@@ -26,14 +26,15 @@
 //! The module is split by concern: `link` (signing in, the connection, keepalive, backoff), `call`
 //! (the one call: commands and the frames about it), `rules` (words, backoff arithmetic, close codes).
 //! A protocol change lands in one of those once, for both clients. The places the coming ones touch:
-//! what a dropped connection does to a live call is decided in one spot (`link::on_disconnected`,
-//! today: end it as "connection lost"; a resume would keep a connected call and queue its hang-up);
-//! what follows a successful login is `link::on_login_answer` (where a resume announcement or a
-//! resync request would be sent); a new server message is a new arm of the exhaustive match in
+//! what a dropped connection does to a live call is decided in one spot (`link::on_disconnected`:
+//! a connected call is kept and resumed, `resume`; one still ringing ends as "connection lost");
+//! what follows a successful login is `link::on_login_answer` (the resume announcement is sent
+//! there); a new server message is a new arm of the exhaustive match in
 //! `call::on_server`; a new command (block / unblock) is a [`Command`] variant with its [`Reply`].
 
 mod call;
 mod link;
+mod resume;
 mod rules;
 
 pub use rules::{backoff_ms, close_is_final, close_reason, keepalive_every_ms, login_error};
@@ -65,6 +66,10 @@ pub struct Config {
     pub this: String,
     /// Seeds the backoff jitter (not a secret: it only spreads reconnects of many clients apart).
     pub seed: u64,
+    /// How long a connected call is kept while the server cannot be reached (see
+    /// `session::resume`); past it the call ends here, as the server has ended it too (its grace
+    /// period, `--resume-secs`, is 30 s by default).
+    pub resume_window_ms: u64,
 }
 
 impl Default for Config {
@@ -76,6 +81,7 @@ impl Default for Config {
             backoff_max_ms: 15_000,
             this: "window".into(),
             seed: 0x5eed,
+            resume_window_ms: 60_000,
         }
     }
 }
@@ -185,6 +191,12 @@ pub struct ClientSession {
     user: Option<UserId>,
     connection: ConnectionState,
     call: Option<CallView>,
+    /// The connected call kept through a lost connection, until it is resumed or over.
+    held: Option<resume::Held>,
+    /// Signals for the peer kept while the server cannot relay them (this side or the peer away).
+    kept: resume::Kept,
+    /// The server's clock minus ours at the last `login_ok` (what `resume_call` is stated in).
+    server_offset_ms: i64,
     /// The last calls that ended here: an invitation or a new call with one of these IDs is refused,
     /// so a call the UI saw end never comes back.
     finished: VecDeque<CallId>,
@@ -206,6 +218,9 @@ impl ClientSession {
             user: None,
             connection: ConnectionState::SignedOut,
             call: None,
+            held: None,
+            kept: resume::Kept::default(),
+            server_offset_ms: 0,
             finished: VecDeque::new(),
             out: VecDeque::new(),
             rng,
@@ -220,7 +235,10 @@ impl ClientSession {
     /// When [`ClientSession::handle_timeout`] must run next (keepalive, connect or login timeout,
     /// backoff), or `None` when nothing is timed.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.link.deadline()
+        match (self.link.deadline(), self.resume_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {
