@@ -12,15 +12,15 @@
 
 use crate::call::{Call, CallError, Party, Phase};
 use crate::ids::{CallId, DeviceId, UserId};
-use crate::message::{
-    CloseReason, ErrorCode, MissedCall, ServerMessage, DEFAULT_RING_TIMEOUT_SECS,
-};
+use crate::message::{CloseReason, ErrorCode, ServerMessage, DEFAULT_RING_TIMEOUT_SECS};
 use crate::sdp::{self, CandidateBudget};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+pub use missed::{MissedChange, MissedEntry};
 pub use presence::Leave;
 
 mod abuse;
+mod missed;
 mod presence;
 mod relay;
 mod resume;
@@ -36,7 +36,14 @@ pub enum Action {
     Send(SessionId, ServerMessage),
     /// Close the connection with this reason (after sending anything queued before it).
     Close(SessionId, CloseReason),
+    /// Mirror this change of the kept missed calls in the server's store (so they survive a
+    /// restart); a server without a store ignores it.
+    Missed(MissedChange),
 }
+
+/// How long a missed call is kept by default: a week, enough for someone back from a few days
+/// away to see who called, short enough that the store stays small.
+pub const DEFAULT_MISSED_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// The rules a switchboard enforces.
 #[derive(Debug, Clone)]
@@ -46,10 +53,16 @@ pub struct Config {
     pub max_devices_per_user: usize,
     pub default_ring_secs: u32,
     pub max_ring_secs: u32,
-    /// Missed calls kept per offline user.
+    /// Missed calls kept per offline user (one per caller: a caller's newer call replaces its
+    /// older one); past it the oldest goes.
     pub max_missed_per_user: usize,
-    /// Offline users with missed calls kept at once; the oldest entry goes when full.
-    pub max_missed_users: usize,
+    /// Missed calls one caller may hold across all callees; past it the caller's own oldest
+    /// goes, never another caller's.
+    pub max_missed_per_caller: usize,
+    /// Missed calls kept in all (the memory bound); past it the heaviest caller's oldest goes.
+    pub max_missed_total: usize,
+    /// A missed call older than this is dropped, never delivered.
+    pub missed_ttl_ms: u64,
     /// Told to clients in `login_ok`.
     pub heartbeat_secs: u32,
     pub max_frame_bytes: u32,
@@ -77,7 +90,9 @@ impl Default for Config {
             default_ring_secs: DEFAULT_RING_TIMEOUT_SECS,
             max_ring_secs: 120,
             max_missed_per_user: 20,
-            max_missed_users: 100_000,
+            max_missed_per_caller: 50,
+            max_missed_total: 200_000,
+            missed_ttl_ms: DEFAULT_MISSED_TTL_MS,
             heartbeat_secs: 25,
             max_frame_bytes: 64 * 1024,
             sdp: sdp::Limits::default(),
@@ -131,9 +146,8 @@ pub struct Switchboard {
     /// The live calls each user is in (as caller or callee, ringing or connected).
     calls_of_user: HashMap<UserId, Vec<CallId>>,
     deadlines: BTreeSet<(u64, CallId)>,
-    missed: HashMap<UserId, VecDeque<MissedCall>>,
-    /// Insertion order of `missed`, to drop the oldest user when full.
-    missed_order: VecDeque<UserId>,
+    /// Missed calls for users signed in nowhere, with their quotas (see `missed`).
+    missed: missed::MissedBook,
     /// Each caller's recent invites, for the abuse limits (`abuse`).
     invite_log: HashMap<UserId, abuse::CallerLog>,
     /// When `invite_log` was last swept of callers with nothing recent.
@@ -245,6 +259,7 @@ impl Switchboard {
         if let Some((u, n)) = connected.iter().find(|(_, n)| **n > 1) {
             return Err(format!("user {u} is in {n} connected calls"));
         }
+        self.check_missed()?;
         Ok(())
     }
 }

@@ -1,9 +1,9 @@
 //! Who is signed in where: sign-in (with replaced and kicked sessions, the device cap and the
 //! calls that start ringing on a new device), sign-out and disconnects, who is busy, and the
-//! missed calls kept for users who are signed in nowhere.
+//! hand-over of missed calls at sign-in (kept in `missed`).
 
 use super::{Action, LoginError, SessionId, Switchboard};
-use crate::call::{Call, CallEvent, Party, Phase};
+use crate::call::{CallEvent, Party, Phase};
 use crate::ids::{CallId, DeviceId, UserId};
 use crate::message::{CloseReason, EndReason, ServerMessage};
 
@@ -119,14 +119,9 @@ impl Switchboard {
                 max_ring_secs: self.config.max_ring_secs,
             },
         ));
-        if let Some(calls) = self.missed.remove(&party.user) {
-            self.missed_order.retain(|u| *u != party.user);
-            out.push(Action::Send(
-                sid,
-                ServerMessage::MissedCalls {
-                    calls: calls.into(),
-                },
-            ));
+        let calls = self.take_missed(&party.user, now_ms, out);
+        if !calls.is_empty() {
+            out.push(Action::Send(sid, ServerMessage::MissedCalls { calls }));
         }
         // A device that signs in while its user is being rung starts ringing too.
         let ringing: Vec<CallId> = self
@@ -238,26 +233,5 @@ impl Switchboard {
         self.leave(sid, Leave::LoggedOut, now_ms, out);
         out.push(Action::Send(sid, ServerMessage::LoggedOut));
         out.push(Action::Close(sid, CloseReason::LoggedOut));
-    }
-
-    pub(super) fn remember_missed(&mut self, user: &UserId, call: &Call) {
-        if !self.missed.contains_key(user) {
-            if self.missed_order.len() >= self.config.max_missed_users {
-                if let Some(oldest) = self.missed_order.pop_front() {
-                    self.missed.remove(&oldest);
-                }
-            }
-            self.missed_order.push_back(user.clone());
-        }
-        let list = self.missed.entry(user.clone()).or_default();
-        if list.len() >= self.config.max_missed_per_user {
-            list.pop_front();
-        }
-        list.push_back(MissedCall {
-            call_id: call.id().clone(),
-            caller: call.caller().user.clone(),
-            call_type: call.call_type(),
-            at_ms: call.created_at_ms(),
-        });
     }
 }

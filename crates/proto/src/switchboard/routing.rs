@@ -189,7 +189,7 @@ impl Switchboard {
             }
         };
         if call.phase() == Phase::Ended {
-            self.remember_missed(&callee, &call);
+            self.remember_missed(&callee, &call, out);
             out.push(Action::Send(sid, ended(EndReason::Offline, Some(callee))));
             return;
         }
