@@ -284,6 +284,9 @@ pub enum ErrorCode {
     UserSigExpired,
     /// The UserSig belongs to another user or SDKAppID.
     UserSigMismatch,
+    /// The UserSig is valid but lives longer (its `TLS.expire`) than this server accepts
+    /// (`--max-sig-lifetime`, 7 days by default): get one with a shorter lifetime.
+    UserSigTooLong,
     /// The user is signed in on too many devices.
     TooManyDevices,
     /// A user tried to call themselves.

@@ -87,6 +87,7 @@ fn every_error_code_and_end_reason_is_documented() {
         ErrorCode::UserSigInvalid,
         ErrorCode::UserSigExpired,
         ErrorCode::UserSigMismatch,
+        ErrorCode::UserSigTooLong,
         ErrorCode::TooManyDevices,
         ErrorCode::CallSelf,
         ErrorCode::CallIdInUse,

@@ -38,7 +38,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SecretArgs {
     /// Read the secret key from this file (trailing whitespace ignored). Otherwise $TINCAN_SECRET_KEY.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
     pub secret_key_file: Option<PathBuf>,
 }
 
@@ -85,8 +85,37 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub send_queue: usize,
     /// Serve the browser UI (a trunk `dist` folder) at `/`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", allow_hyphen_values = true)]
     pub ui_dir: Option<PathBuf>,
+    /// Connections one client address may hold (behind --trusted-proxy: the forwarded address).
+    #[arg(long, env = "TINCAN_MAX_CONNS_PER_IP", default_value_t = crate::config::DEFAULT_MAX_CONNS_PER_IP)]
+    pub max_conns_per_ip: usize,
+    /// Connections one client address may hold that have not signed in yet (TCP connections,
+    /// HTTP requests, WebSockets before login); past it, new ones get 429 at once.
+    #[arg(long, env = "TINCAN_MAX_UNAUTH_PER_IP", default_value_t = crate::config::DEFAULT_MAX_UNAUTH_PER_IP)]
+    pub max_unauth_per_ip: usize,
+    /// Seconds a client gets to send a request's headers (slowloris protection).
+    #[arg(long, default_value_t = crate::config::DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout_secs: u64,
+    /// Seconds a connection that has not upgraded to a WebSocket may sit idle before it is closed.
+    #[arg(long, default_value_t = crate::config::DEFAULT_UPGRADE_TIMEOUT_SECS)]
+    pub upgrade_timeout_secs: u64,
+    /// Seconds an upgraded WebSocket gets to sign in (send a valid `login`).
+    #[arg(long, default_value_t = 10)]
+    pub login_timeout_secs: u64,
+    /// Also allow WebSockets from pages of this origin (e.g. https://app.example.com); repeatable,
+    /// `*` allows any. Always allowed: no Origin (native clients), the desktop app's own
+    /// (tauri://localhost, http://tauri.localhost) and this server's own pages (same host).
+    #[arg(
+        long = "allow-origin",
+        value_name = "ORIGIN",
+        env = "TINCAN_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allow_origins: Vec<String>,
+    /// Refuse logins whose UserSig lives longer than this (its `expire`), seconds (default 7 days).
+    #[arg(long, env = "TINCAN_MAX_SIG_LIFETIME", default_value_t = crate::config::DEFAULT_MAX_SIG_LIFETIME_SECS)]
+    pub max_sig_lifetime: u64,
     /// DANGEROUS, demos only: hand out a UserSig for any user ID at /dev/usersig.
     #[arg(long)]
     pub dev_issue_sigs: bool,
@@ -96,7 +125,8 @@ pub struct ServeArgs {
         long,
         env = "TINCAN_TLS_CERT",
         value_name = "FILE",
-        requires = "tls_key"
+        requires = "tls_key",
+        allow_hyphen_values = true
     )]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
@@ -104,7 +134,8 @@ pub struct ServeArgs {
         long,
         env = "TINCAN_TLS_KEY",
         value_name = "FILE",
-        requires = "tls_cert"
+        requires = "tls_cert",
+        allow_hyphen_values = true
     )]
     pub tls_key: Option<PathBuf>,
     /// How often the certificate files are checked for a change, seconds.
@@ -132,7 +163,8 @@ pub enum UsersigCommand {
 pub struct GenArgs {
     #[arg(long)]
     pub sdkappid: u64,
-    #[arg(long)]
+    /// The user ID. It may begin with '-' (`--user -abc` is a valid ID, not an option).
+    #[arg(long, allow_hyphen_values = true)]
     pub user: UserId,
     /// Lifetime, seconds.
     #[arg(long)]
@@ -151,7 +183,8 @@ pub struct GenArgs {
 pub struct VerifyArgs {
     #[arg(long)]
     pub sdkappid: u64,
-    #[arg(long)]
+    /// The user ID the sig must be for (it may begin with '-').
+    #[arg(long, allow_hyphen_values = true)]
     pub user: String,
     /// Check expiry against this unix time (default: now).
     #[arg(long)]
@@ -288,6 +321,13 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     };
     config.tls_reload_every = Duration::from_secs(a.tls_reload_secs.max(1));
     config.trusted_proxies = a.trusted_proxies;
+    config.max_conns_per_ip = a.max_conns_per_ip.max(1);
+    config.max_unauth_per_ip = a.max_unauth_per_ip.max(1);
+    config.header_timeout = Duration::from_secs(a.header_timeout_secs.max(1));
+    config.upgrade_timeout = Duration::from_secs(a.upgrade_timeout_secs.max(1));
+    config.login_timeout = Duration::from_secs(a.login_timeout_secs.max(1));
+    config.allowed_origins = a.allow_origins;
+    config.max_sig_lifetime_secs = a.max_sig_lifetime.max(60);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

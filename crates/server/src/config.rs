@@ -13,6 +13,21 @@ pub const DEFAULT_RATE_PER_SEC: u32 = 100;
 /// Frames per connection allowed in one burst, by default.
 pub const DEFAULT_RATE_BURST: u32 = 200;
 
+/// Connections one client address may hold, by default (a household or an office behind one NAT
+/// address: dozens of people, each with a device or two).
+pub const DEFAULT_MAX_CONNS_PER_IP: usize = 256;
+/// Connections one client address may hold that have not signed in yet, by default: a browser
+/// loading the UI opens about six, an app reconnecting one; far fewer than an attacker needs.
+pub const DEFAULT_MAX_UNAUTH_PER_IP: usize = 32;
+/// Seconds a client gets to send a request's headers, by default.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Seconds a connection that has not become a WebSocket may sit idle, by default.
+pub const DEFAULT_UPGRADE_TIMEOUT_SECS: u64 = 30;
+/// Longest UserSig lifetime (`TLS.expire`) accepted at login, by default: 7 days. The desktop app
+/// mints sigs of minutes; a sig minted by an operator's own issuer for longer is refused with
+/// `user_sig_too_long`, so a leaked sig cannot be used for months.
+pub const DEFAULT_MAX_SIG_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
 /// Everything a server needs to run.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -51,6 +66,25 @@ pub struct ServerConfig {
     pub tls_reload_every: Duration,
     /// Peers whose `X-Forwarded-For` is believed (see [`crate::proxy`]).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Connections (accepted, upgraded or not) one client address may hold; see
+    /// [`crate::admission`]. Behind a trusted proxy, the forwarded address.
+    pub max_conns_per_ip: usize,
+    /// Connections one client address may hold that have not signed in.
+    pub max_unauth_per_ip: usize,
+    /// A request's headers must arrive within this (from the connection's start or the request's
+    /// first byte), or the connection is closed.
+    pub header_timeout: Duration,
+    /// A connection that has not upgraded to a WebSocket is closed after this long with nothing
+    /// written to it.
+    pub upgrade_timeout: Duration,
+    /// Extra `Origin`s allowed to open `/ws` (besides none, the app's own and the server's own;
+    /// `*` allows any). See [`crate::admission::origin_allowed`].
+    pub allowed_origins: Vec<String>,
+    /// Logins with a UserSig that lives longer than this (its `expire`, seconds) are refused.
+    pub max_sig_lifetime_secs: u64,
+    /// Answer the desktop app's proof-of-identity challenge (see [`crate::challenge`]): only the
+    /// app's embedded server sets this.
+    pub answer_app_challenge: bool,
 }
 
 impl ServerConfig {
@@ -80,6 +114,13 @@ impl ServerConfig {
             tls: None,
             tls_reload_every: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
+            max_conns_per_ip: DEFAULT_MAX_CONNS_PER_IP,
+            max_unauth_per_ip: DEFAULT_MAX_UNAUTH_PER_IP,
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
+            upgrade_timeout: Duration::from_secs(DEFAULT_UPGRADE_TIMEOUT_SECS),
+            allowed_origins: Vec::new(),
+            max_sig_lifetime_secs: DEFAULT_MAX_SIG_LIFETIME_SECS,
+            answer_app_challenge: false,
         }
     }
 

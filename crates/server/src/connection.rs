@@ -24,7 +24,15 @@ use tracing::{debug, info};
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one upgraded WebSocket until it closes.
-pub async fn run(socket: WebSocket, hub: Arc<Hub>, slot: ConnectionSlot) {
+///
+/// `pending` is this connection's "not signed in yet" count (see [`crate::admission`]): released
+/// at `login_ok`.
+pub async fn run(
+    socket: WebSocket,
+    hub: Arc<Hub>,
+    slot: ConnectionSlot,
+    pending: crate::admission::Pending,
+) {
     let (tx, mut rx) = mpsc::channel(hub.config.send_queue);
     let kill = Arc::new(Kill::default());
     let sid = hub.attach(tx.clone(), kill.clone());
@@ -39,6 +47,7 @@ pub async fn run(socket: WebSocket, hub: Arc<Hub>, slot: ConnectionSlot) {
             logged_in: false,
             user: None,
             failed_logins: 0,
+            pending: &pending,
         };
         tokio::select! {
             biased;
@@ -100,6 +109,8 @@ struct Reader<'a> {
     /// Who signed in on this connection (the `from` of its relayed signals).
     user: Option<tincan_proto::UserId>,
     failed_logins: u32,
+    /// Released at a successful login (per-address "not signed in" counts).
+    pending: &'a crate::admission::Pending,
 }
 
 impl Reader<'_> {
@@ -223,6 +234,9 @@ impl Reader<'_> {
                         .key
                         .verify(&user_sig.0, user_id.as_str(), self.hub.clock.unix_secs())
                         .map_err(|e| (sig_error_code(&e), e.to_string()))
+                        .and_then(|claims| {
+                            sig_lifetime_ok(&claims, self.hub.config.max_sig_lifetime_secs)
+                        })
                 };
                 if let Err((code, message)) = checked {
                     self.failed_logins += 1;
@@ -239,6 +253,7 @@ impl Reader<'_> {
                 {
                     Ok(()) => {
                         self.logged_in = true;
+                        self.pending.signed_in();
                         self.user = Some(user_id.clone());
                         info!(sid = self.sid, user = %user_id, device = %device_id, "signed in");
                     }
@@ -257,6 +272,25 @@ impl Reader<'_> {
         }
         None
     }
+}
+
+/// A sig that lives longer than `--max-sig-lifetime` is refused even while valid: a leaked
+/// long-lived sig would otherwise be usable for months.
+fn sig_lifetime_ok(
+    claims: &tincan_proto::usersig::UserSigClaims,
+    max_secs: u64,
+) -> Result<(), (ErrorCode, String)> {
+    if claims.expire > max_secs {
+        return Err((
+            ErrorCode::UserSigTooLong,
+            format!(
+                "this UserSig lives {} seconds; this server accepts at most {max_secs} \
+                 (--max-sig-lifetime): get one that lives shorter",
+                claims.expire
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn sig_error_code(e: &UserSigError) -> ErrorCode {

@@ -5,6 +5,8 @@
 //! protocol logic is the pure switchboard; this crate is the I/O around it (axum, one task per
 //! connection, a ring-timeout ticker). It can run as its own binary or inside the desktop app.
 
+pub mod admission;
+pub mod challenge;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -133,6 +135,17 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         }
     }
     let reload_every = config.tls_reload_every;
+    // Every accepted connection is counted and timed from here on (see `admission`).
+    let admission = admission::Admission::new(admission::Limits {
+        max_conns_per_ip: config.max_conns_per_ip.max(1),
+        max_unauth_per_ip: config.max_unauth_per_ip.max(1),
+        max_tcp: config
+            .max_connections
+            .saturating_add(admission::TCP_RESERVE),
+        header_timeout: config.header_timeout,
+        upgrade_timeout: config.upgrade_timeout,
+        trusted_proxies: config.trusted_proxies.clone(),
+    });
     let hub = Hub::new(config);
     let app = routes::router(hub.clone()).into_make_service_with_connect_info::<proxy::Peer>();
     let stop = Arc::new(Notify::new());
@@ -141,10 +154,12 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     let mut tls_watch = None;
     let serve = match &tls {
         Some(tls) => {
-            let listener = tls.listen(listener).map_err(|source| ServerError::Bind {
-                addr: hub.config.listen,
-                source,
-            })?;
+            let listener = tls
+                .listen(listener, admission)
+                .map_err(|source| ServerError::Bind {
+                    addr: hub.config.listen,
+                    source,
+                })?;
             tls_watch = Some(tokio::spawn(tls.clone().watch(reload_every)));
             tokio::spawn(async move {
                 let result = axum::serve(listener, app)
@@ -156,7 +171,10 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
             })
         }
         None => {
-            let listener = proxy::PlainListener(listener);
+            let listener = proxy::PlainListener {
+                tcp: listener,
+                admission,
+            };
             tokio::spawn(async move {
                 let result = axum::serve(listener, app)
                     .with_graceful_shutdown(shutdown)

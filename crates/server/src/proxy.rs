@@ -5,38 +5,56 @@
 //! not itself a trusted proxy: entries further left were written by the client or by proxies we
 //! know nothing about, and could be anything.
 
+use crate::admission::{Admission, ConnMeter, Guarded};
 use axum::http::HeaderMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-/// The TCP peer of a connection (axum `ConnectInfo`), the same for plain TCP and TLS listeners.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub SocketAddr);
+/// The TCP peer of a connection (axum `ConnectInfo`), the same for plain TCP and TLS listeners,
+/// with the connection's accounting (see [`crate::admission`]).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub conn: Option<Arc<ConnMeter>>,
+}
 
-/// Plain TCP with Nagle off: signaling frames are small and an offer waits for its answer.
+/// Plain TCP with Nagle off (signaling frames are small and an offer waits for its answer), each
+/// connection counted and timed from `accept` (see [`crate::admission`]).
 #[derive(Debug)]
-pub struct PlainListener(pub tokio::net::TcpListener);
+pub struct PlainListener {
+    pub tcp: tokio::net::TcpListener,
+    pub admission: Arc<Admission>,
+}
 
 impl axum::serve::Listener for PlainListener {
-    type Io = tokio::net::TcpStream;
+    type Io = Guarded<tokio::net::TcpStream>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            match self.0.accept().await {
+            match self.tcp.accept().await {
                 Ok((tcp, peer)) => {
+                    let local = tcp.local_addr().unwrap_or(peer);
+                    let meter = match self.admission.admit_tcp(peer, local) {
+                        Ok(m) => m,
+                        Err(why) => {
+                            self.admission.refuse_plain(tcp, why);
+                            continue;
+                        }
+                    };
                     if let Err(err) = tcp.set_nodelay(true) {
                         tracing::debug!(%err, "cannot set TCP_NODELAY");
                     }
-                    return (tcp, peer);
+                    return (Guarded::new(tcp, meter), peer);
                 }
                 // Out of descriptors: refused at once with 503, one log line per interval.
-                Err(err) => crate::fds::overload().on_accept_error(err, &self.0).await,
+                Err(err) => crate::fds::overload().on_accept_error(err, &self.tcp).await,
             }
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.tcp.local_addr()
     }
 }
 
@@ -44,7 +62,10 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Plai
     for Peer
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, PlainListener>) -> Self {
-        Peer(*stream.remote_addr())
+        Peer {
+            addr: *stream.remote_addr(),
+            conn: Some(stream.io().meter().clone()),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! TLS handshakes run in tasks of their own with a deadline, so a client that opens TCP and says
 //! nothing cannot hold up everyone else's accept.
 
+use crate::admission::{Admission, Guarded};
 use crate::proxy::Peer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -196,12 +197,18 @@ impl Tls {
         }
     }
 
-    /// Accepts TCP on `tcp` and hands out finished TLS streams; handshakes run concurrently.
-    pub fn listen(&self, tcp: TcpListener) -> std::io::Result<TlsListener> {
+    /// Accepts TCP on `tcp` and hands out finished TLS streams; handshakes run concurrently. Each
+    /// connection is counted and timed from `accept` (see [`crate::admission`]); one refused there
+    /// is closed before its handshake.
+    pub fn listen(
+        &self,
+        tcp: TcpListener,
+        admission: Arc<Admission>,
+    ) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config.clone());
-        let task = tokio::spawn(accept_loop(tcp, acceptor, tx));
+        let task = tokio::spawn(accept_loop(tcp, acceptor, tx, admission));
         Ok(TlsListener {
             rx,
             local,
@@ -263,7 +270,8 @@ fn stamp(files: &TlsFiles) -> [Stamp; 2] {
 async fn accept_loop(
     tcp: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    tx: mpsc::Sender<(TlsStream<Guarded<TcpStream>>, SocketAddr)>,
+    admission: Arc<Admission>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
@@ -278,9 +286,15 @@ async fn accept_loop(
                 continue;
             }
         };
+        let local = stream.local_addr().unwrap_or(peer);
+        let Ok(meter) = admission.admit_tcp(peer, local) else {
+            // Refused (per-address or total cap): closed before any TLS work is spent on it.
+            continue;
+        };
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "cannot set TCP_NODELAY");
         }
+        let stream = Guarded::new(stream, meter);
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -300,7 +314,7 @@ async fn accept_loop(
 /// An axum listener whose connections are TLS streams, handshakes done.
 #[derive(Debug)]
 pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(TlsStream<Guarded<TcpStream>>, SocketAddr)>,
     local: SocketAddr,
     task: tokio::task::AbortHandle,
 }
@@ -312,7 +326,7 @@ impl Drop for TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Guarded<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -330,6 +344,9 @@ impl axum::serve::Listener for TlsListener {
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
+        Peer {
+            addr: *stream.remote_addr(),
+            conn: Some(stream.io().get_ref().0.meter().clone()),
+        }
     }
 }

@@ -191,6 +191,7 @@ fn serve_answers_healthz() {
             &format!("127.0.0.1:{port}"),
             "--sdkappid",
             "1400000000",
+            "--memory-only",
         ])
         .env("TINCAN_SECRET_KEY", KEY)
         .stdout(Stdio::null())
@@ -213,4 +214,42 @@ fn serve_answers_healthz() {
     let _ = child.wait();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains(r#""status":"ok""#), "{body}");
+}
+
+/// Issue 11: `-abc` is a valid user ID, not a bundle of short options; both `gen` and `verify` take
+/// it (clap `allow_hyphen_values`), and the sig is for that ID.
+#[test]
+fn user_ids_that_begin_with_a_hyphen_are_taken() {
+    for user in ["-abc", "-", "--x"] {
+        let (ok, out, err) = run(
+            &[
+                "usersig",
+                "gen",
+                "--sdkappid",
+                "1400000000",
+                "--user",
+                user,
+                "--expire",
+                "600",
+            ],
+            Some(KEY),
+            "",
+        );
+        assert!(ok, "gen --user {user}: {err}");
+        let claims = tincan_proto::usersig::inspect(out.trim()).unwrap();
+        assert_eq!(claims.identifier, user);
+        let (ok, _, err) = run(
+            &[
+                "usersig",
+                "verify",
+                "--sdkappid",
+                "1400000000",
+                "--user",
+                user,
+            ],
+            Some(KEY),
+            out.trim(),
+        );
+        assert!(ok, "verify --user {user}: {err}");
+    }
 }
