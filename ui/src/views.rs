@@ -434,6 +434,14 @@ pub fn InCall() -> Html {
             <p class="muted">{ if call.phase == CallPhase::Connected { "In call with" } else { "Answering" } }</p>
             <h1 class="peer" id="peer">{ call.peer.to_string() }</h1>
             <p class="timer" id="timer">{ timer }</p>
+            // The call goes on through a lost connection to the server (the audio is direct):
+            // the timer keeps running and this says why the status looks different.
+            if call.reconnecting {
+                <p class="muted pulse" id="call-reconnecting" role="status">{"Reconnecting… the call goes on; the connection to the server was lost."}</p>
+            }
+            if call.peer_reconnecting {
+                <p class="muted pulse" id="peer-reconnecting" role="status">{ format!("{} is reconnecting…", call.peer) }</p>
+            }
             if call.remote_muted {
                 <p class="muted" id="remote-muted">{ format!("{} muted their microphone", call.peer) }</p>
             }
@@ -546,7 +554,7 @@ pub fn SettingsView() -> Html {
                 usersig_lifetime_secs: input_value(life)
                     .trim()
                     .parse::<u64>()
-                    .map(|h| h * 3600)
+                    .map(|m| m * 60)
                     .unwrap_or(0),
                 // Only the desktop app shows (and uses) it; the browser trusts what the browser trusts.
                 ca_file: opt(input_value(ca)),
@@ -597,7 +605,7 @@ pub fn SettingsView() -> Html {
             (ring_ref.clone(), current.ring_timeout_secs.to_string()),
             (
                 life_ref.clone(),
-                (current.usersig_lifetime_secs / 3600).max(1).to_string(),
+                (current.minted_sig_lifetime_secs() / 60).to_string(),
             ),
             (ca_ref.clone(), current.ca_file.clone().unwrap_or_default()),
         ],
@@ -624,8 +632,9 @@ pub fn SettingsView() -> Html {
                 <crate::media::view::DeviceLists />
                 <label for="ring-timeout">{"Ring for (seconds)"}</label>
                 <input id="ring-timeout" ref={ring_ref} type="number" min="1" max="120" />
-                <label for="usersig-lifetime">{"Sign-in lifetime with a secret key (hours)"}</label>
-                <input id="usersig-lifetime" ref={life_ref} type="number" min="1" />
+                <label for="usersig-lifetime">{"Sign-in lifetime with a secret key (minutes)"}</label>
+                <input id="usersig-lifetime" ref={life_ref} type="number" min="1" max="60" />
+                <p class="hint">{"A new sign-in is made at every connection, so a few minutes is plenty (1 to 60)."}</p>
                 <crate::media::view::AudioSettings />
                 <div class="row actions">
                     <button id="back" type="button" onclick={back}>{"Back"}</button>

@@ -23,6 +23,54 @@ use wasm_bindgen::prelude::*;
 
 const PROCESSING_KEY: &str = "tincan.audio_processing";
 
+/// The peer counts as heard at or above this level (RMS, 0..1; the level the first-audio mark uses).
+const GAP_LEVEL: f64 = 0.01;
+/// How often the gap meter looks at the peer's level.
+const GAP_SAMPLE_MS: u32 = 10;
+/// How many of the latest gaps the snapshot lists.
+const GAPS_KEPT: usize = 32;
+
+/// Silences in the peer's audio after it was first heard: what "the call kept going through a
+/// signaling drop" means to a listener, so the end-to-end tests read it (`peer_gaps` in
+/// `window.__tincan_media`). A gap is counted only when at least one sample found silence, from the
+/// last sample that heard the peer to the next one: a late timer alone is not a gap.
+#[derive(Debug, Default)]
+struct GapMeter {
+    last_heard: Option<f64>,
+    /// A sample since `last_heard` found silence.
+    silent: bool,
+    longest_ms: f64,
+    /// `(start, length)` of the latest gaps, unix ms, newest last.
+    gaps: VecDeque<(f64, f64)>,
+}
+
+impl GapMeter {
+    fn sample(&mut self, now: f64, level: f64) {
+        if level < GAP_LEVEL {
+            self.silent = self.last_heard.is_some();
+            return;
+        }
+        if let (Some(last), true) = (self.last_heard, self.silent) {
+            let len = now - last;
+            self.longest_ms = self.longest_ms.max(len);
+            if self.gaps.len() == GAPS_KEPT {
+                self.gaps.pop_front();
+            }
+            self.gaps.push_back((last, len));
+        }
+        self.last_heard = Some(now);
+        self.silent = false;
+    }
+
+    /// The silence going on now, ms (0 while the peer is heard).
+    fn current_ms(&self, now: f64) -> f64 {
+        match (self.last_heard, self.silent) {
+            (Some(last), true) => now - last,
+            _ => 0.0,
+        }
+    }
+}
+
 thread_local! {
     static CONTROLLER: RefCell<Option<Rc<Controller>>> = const { RefCell::new(None) };
 }
@@ -45,6 +93,8 @@ struct Inner {
     session: Option<Rc<dyn MediaSession>>,
     accepted: bool,
     muted: bool,
+    /// Signaling could not reach the peer (this side or the peer reconnecting to the server).
+    away: bool,
     tones: Tones,
     settings: Settings,
     processing: AudioProcessing,
@@ -52,6 +102,8 @@ struct Inner {
     sending: bool,
     status: Status,
     snapshot_timer: Option<Interval>,
+    gap: GapMeter,
+    gap_timer: Option<Interval>,
     device_change: Option<Closure<dyn FnMut()>>,
 }
 
@@ -136,6 +188,7 @@ pub fn install(api: &Api) -> Rc<Controller> {
             session: None,
             accepted: false,
             muted: false,
+            away: false,
             tones: Tones::default(),
             settings: Settings::default(),
             processing,
@@ -143,6 +196,8 @@ pub fn install(api: &Api) -> Rc<Controller> {
             sending: false,
             status: Status::default(),
             snapshot_timer: None,
+            gap: GapMeter::default(),
+            gap_timer: None,
             device_change: None,
         }),
     });
@@ -183,6 +238,12 @@ pub fn install(api: &Api) -> Rc<Controller> {
         }
     });
     let weak = Rc::downgrade(&c);
+    let gap_timer = Interval::new(GAP_SAMPLE_MS, move || {
+        if let Some(c) = weak.upgrade() {
+            c.sample_gap();
+        }
+    });
+    let weak = Rc::downgrade(&c);
     let dc = devices::on_device_change(move || {
         if let Some(c) = weak.upgrade() {
             c.on_device_change();
@@ -191,6 +252,7 @@ pub fn install(api: &Api) -> Rc<Controller> {
     {
         let mut i = c.inner.borrow_mut();
         i.snapshot_timer = Some(timer);
+        i.gap_timer = Some(gap_timer);
         i.device_change = dc;
     }
     c
@@ -322,7 +384,9 @@ impl Controller {
             i.ended = false;
             i.accepted = false;
             i.muted = false;
+            i.away = false;
             i.status = Status::default();
+            i.gap = GapMeter::default();
         } else if self.inner.borrow().ended {
             return;
         }
@@ -363,6 +427,16 @@ impl Controller {
                         s.accept();
                     }
                 }
+            }
+        }
+        let back = {
+            let mut i = self.inner.borrow_mut();
+            let away = c.reconnecting || c.peer_reconnecting;
+            std::mem::replace(&mut i.away, away) && !away
+        };
+        if back {
+            if let Some(s) = self.session() {
+                s.signaling_back();
             }
         }
         let changed = {
@@ -499,6 +573,18 @@ impl Controller {
         }
     }
 
+    /// One look at the peer's level for the gap meter, once the peer was first heard.
+    fn sample_gap(&self) {
+        let Some(session) = self.session() else {
+            return;
+        };
+        if self.inner.borrow().status.first_audio_at.is_none() {
+            return;
+        }
+        let level = session.peer_level_now();
+        self.inner.borrow_mut().gap.sample(precise_now_ms(), level);
+    }
+
     /// Writes `window.__tincan_media`.
     fn publish(&self) {
         let session = self.session();
@@ -527,6 +613,9 @@ impl Controller {
             "tone": i.tones.current().map(|t| format!("{t:?}").to_lowercase()),
             "muted": i.muted,
             "error": i.status.error.as_ref().map(|e| format!("{:?}", e.code)),
+            "peer_gap_longest_ms": i.gap.longest_ms,
+            "peer_silent_ms": i.gap.current_ms(precise_now_ms()),
+            "peer_gaps": i.gap.gaps.iter().map(|(at, len)| [*at, *len]).collect::<Vec<_>>(),
         });
         drop(i);
         if let (Some(w), Ok(v)) = (web_sys::window(), js_sys::JSON::parse(&snap.to_string())) {

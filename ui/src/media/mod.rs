@@ -204,6 +204,11 @@ pub trait MediaSession {
     /// The latest statistics (refreshed about once a second).
     fn stats(&self) -> CallStats;
     fn levels(&self) -> Levels;
+    /// The peer's level over the last few milliseconds, for the audio-gap meter (an engine whose
+    /// levels come at intervals reports the latest one).
+    fn peer_level_now(&self) -> f64 {
+        self.levels().peer
+    }
     /// Dominant frequency of the peer's audio, Hz (diagnostics and tests).
     fn peer_peak_hz(&self) -> Option<f64>;
     /// ICE connection state, as the engine names it.
@@ -212,6 +217,10 @@ pub trait MediaSession {
     fn ice_restarts(&self) -> u32 {
         0
     }
+    /// Signaling relays to the peer again after an outage (this side resumed the call, or the peer
+    /// came back): a restart that was due while it could not be delivered is made now. Engines that
+    /// retry on their own (the native one) need nothing.
+    fn signaling_back(&self) {}
     /// Ends the media: closes the connection and releases the microphone at once.
     fn stop(&self);
 }

@@ -160,6 +160,19 @@ fn rms(a: &AnalyserNode) -> f64 {
     (sum / buf.len() as f64).sqrt()
 }
 
+/// RMS of the newest `n` samples only (the analyser's buffer ends with the newest), so a short gap
+/// is not smeared over the whole FFT window (4096 samples, 85 ms).
+fn rms_recent(a: &AnalyserNode, n: usize) -> f64 {
+    let mut buf = vec![0f32; a.fft_size() as usize];
+    a.get_float_time_domain_data(&mut buf);
+    let tail = &buf[buf.len().saturating_sub(n)..];
+    if tail.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = tail.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+    (sum / tail.len() as f64).sqrt()
+}
+
 fn analyser_for(stream: &MediaStream) -> Option<AnalyserNode> {
     let ctx = audio_context()?;
     let src = ctx.create_media_stream_source(stream).ok()?;
@@ -398,6 +411,27 @@ impl MediaSession for WebRtcSession {
             },
             peer: st.peer_analyser.as_ref().map(rms).unwrap_or(0.0),
         }
+    }
+
+    fn signaling_back(&self) {
+        // The offer of a restart made during the outage was kept and has been sent by now; one
+        // that the peer's absence made the server refuse (`peer_absent`) is made again here, as
+        // is one the 2-second timer never got to while ICE stayed down.
+        // Only from a settled negotiation: an offer still waiting for its answer (the kept one,
+        // delivered after the resume) must not be replaced, or its answer would not fit.
+        let settled = self.s.borrow().pc.signaling_state() == web_sys::RtcSignalingState::Stable;
+        if settled && !Self::ice_up(&self.s) && self.s.borrow().ever_connected {
+            self.enqueue(Op::Restart);
+        }
+    }
+
+    fn peer_level_now(&self) -> f64 {
+        // 10 ms at 48 kHz.
+        let st = self.s.borrow();
+        st.peer_analyser
+            .as_ref()
+            .map(|a| rms_recent(a, 480))
+            .unwrap_or(0.0)
     }
 
     fn peer_peak_hz(&self) -> Option<f64> {
