@@ -190,7 +190,9 @@ impl Sim {
                 | Action::Send(sid, ServerMessage::Accepted { call_id, .. }) => {
                     prop_assert!(
                         !self.ended_count.contains_key(&(sid, call_id.clone())),
-                        "session {} heard of call {} after it ended", sid, call_id
+                        "session {} heard of call {} after it ended",
+                        sid,
+                        call_id
                     );
                     self.told.insert((sid, call_id));
                 }
@@ -200,7 +202,8 @@ impl Sim {
                     // call may be held for it (`resume`) rather than ended. Every call that did
                     // end was told to it before the close (checked by `check_told`).
                     if reason == tincan_proto::CloseReason::Replaced {
-                        let live: HashSet<CallId> = self.board.calls().map(|c| c.id().clone()).collect();
+                        let live: HashSet<CallId> =
+                            self.board.calls().map(|c| c.id().clone()).collect();
                         self.told.retain(|(s, c)| *s != sid || !live.contains(c));
                     }
                 }
@@ -215,11 +218,15 @@ impl Sim {
         for (sid, call_id) in &self.told {
             prop_assert!(
                 self.board.party(*sid).is_some(),
-                "session {} left without hearing call {} end", sid, call_id
+                "session {} left without hearing call {} end",
+                sid,
+                call_id
             );
             prop_assert!(
                 self.board.calls().any(|c| c.id() == call_id),
-                "call {} is over but session {} never heard", call_id, sid
+                "call {} is over but session {} never heard",
+                call_id,
+                sid
             );
         }
         Ok(())

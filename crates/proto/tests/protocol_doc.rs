@@ -34,8 +34,18 @@ fn client_examples_round_trip() {
         seen.insert(kind(&doc));
     }
     let all: BTreeSet<String> = [
-        "login", "logout", "invite", "cancel", "accept", "reject", "hangup", "signal", "ping",
+        "login",
+        "logout",
+        "invite",
+        "cancel",
+        "accept",
+        "reject",
+        "hangup",
+        "signal",
+        "ping",
         "resume_call",
+        "block",
+        "unblock",
     ]
     .map(String::from)
     .into();
@@ -67,6 +77,8 @@ fn server_examples_round_trip() {
         "call_resumed",
         "peer_reconnecting",
         "peer_reconnected",
+        "blocked",
+        "unblocked",
     ]
     .map(String::from)
     .into();
@@ -96,6 +108,8 @@ fn every_error_code_and_end_reason_is_documented() {
         ErrorCode::InvalidState,
         ErrorCode::AlreadyInCall,
         ErrorCode::NotConnected,
+        ErrorCode::TooManyInvites,
+        ErrorCode::BlockListFull,
         ErrorCode::PeerAbsent,
         ErrorCode::SdpRejected,
         ErrorCode::RateLimited,
@@ -126,6 +140,9 @@ fn every_error_code_and_end_reason_is_documented() {
         EndReason::AnsweredElsewhere,
         EndReason::DeclinedElsewhere,
         EndReason::ConnectionLost,
+        EndReason::LoggedOut,
+        EndReason::KickedOffline,
+        EndReason::Replaced,
     ];
     for r in reasons {
         let word = serde_json::to_value(r).unwrap();

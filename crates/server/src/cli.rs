@@ -64,6 +64,19 @@ pub struct ServeArgs {
     /// Longest ring timeout an invite may ask for, seconds.
     #[arg(long, default_value_t = 120)]
     pub max_ring_secs: u32,
+    /// Invites one user may place in any 60 s, to anyone (docs/PROTOCOL.md, "Abuse limits").
+    #[arg(long, env = "TINCAN_MAX_INVITES_PER_MINUTE", default_value_t = 20)]
+    pub max_invites_per_minute: u32,
+    /// Invites one caller may send one callee in any --pair-window-secs.
+    #[arg(long, env = "TINCAN_MAX_PAIR_INVITES", default_value_t = 5)]
+    pub max_pair_invites: u32,
+    /// The window of --max-pair-invites, seconds.
+    #[arg(long, default_value_t = 300)]
+    pub pair_window_secs: u32,
+    /// After an unanswered ring, the caller may ring the same callee again once as long as it rang
+    /// has passed, and at least this long, seconds.
+    #[arg(long, default_value_t = 5)]
+    pub min_recall_secs: u32,
     /// Ping interval, seconds.
     #[arg(long, default_value_t = 25)]
     pub heartbeat_secs: u64,
@@ -306,6 +319,10 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     config.switchboard.single_session = a.single_session;
     config.switchboard.default_ring_secs = a.default_ring_secs;
     config.switchboard.max_ring_secs = a.max_ring_secs.max(1);
+    config.switchboard.max_invites_per_minute = a.max_invites_per_minute;
+    config.switchboard.max_pair_invites = a.max_pair_invites;
+    config.switchboard.pair_window_secs = a.pair_window_secs;
+    config.switchboard.min_recall_secs = a.min_recall_secs;
     config.switchboard.heartbeat_secs = u32::try_from(a.heartbeat_secs).unwrap_or(u32::MAX);
     config.heartbeat = Duration::from_secs(a.heartbeat_secs.max(1));
     config.idle_timeout = Duration::from_secs(a.idle_timeout_secs.max(1));

@@ -163,10 +163,12 @@ impl Reader<'_> {
                 () = sleep_until(login_deadline), if !self.logged_in => {
                     return Some(CloseReason::LoginTimeout);
                 }
+                // The idle timeout counts from the last frame heard, exactly, not at the next
+                // heartbeat tick (which made 75 s of silence last up to 100 s).
+                () = sleep_until(last_seen + cfg.idle_timeout) => {
+                    return Some(CloseReason::IdleTimeout);
+                }
                 _ = heartbeat.tick() => {
-                    if last_seen.elapsed() > cfg.idle_timeout {
-                        return Some(CloseReason::IdleTimeout);
-                    }
                     self.queue(Outbound::Ping);
                 }
             }

@@ -37,7 +37,10 @@ impl PairLog {
 }
 
 fn prune(q: &mut VecDeque<u64>, now_ms: u64, window_ms: u64) {
-    while q.front().is_some_and(|t| t.saturating_add(window_ms) <= now_ms) {
+    while q
+        .front()
+        .is_some_and(|t| t.saturating_add(window_ms) <= now_ms)
+    {
         q.pop_front();
     }
 }
