@@ -260,10 +260,26 @@ class Focus:
         f = self.d.get_input_focus().focus
         return f in (X.PointerRoot, X.NONE) or (hasattr(f, "id") and f.id == self.root.id)
 
+    def title(self):
+        """The title of the top-level window that has the focus ("" for none)."""
+        w = self.d.get_input_focus().focus
+        net_name = self.d.intern_atom("_NET_WM_NAME")
+        utf8 = self.d.intern_atom("UTF8_STRING")
+        while hasattr(w, "query_tree"):
+            prop = w.get_full_property(net_name, utf8)
+            if prop and prop.value:
+                v = prop.value
+                return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+            parent = w.query_tree().parent
+            if not parent or parent.id == self.root.id:
+                break
+            w = parent
+        return ""
+
     def describe(self):
         f = self.d.get_input_focus().focus
-        if hasattr(f, "get_wm_name"):
-            return f"window 0x{f.id:x} {f.get_wm_name()!r}"
+        if hasattr(f, "id"):
+            return f"window 0x{f.id:x} {self.title()!r}"
         return repr(f)
 
 
@@ -463,7 +479,8 @@ def main():
         peer, call_id, nid, _ = ring("frank")
         desk.invoke(nid, "default")
         wait("the window shown by the default action", lambda: not focus.on_root(), timeout=10)
-        check("the default action shows the call's window", True)
+        check("the default action shows the call's window", focus.title() == "tincan — tray-a",
+              focus.describe())
         app.wait_text("#peer", "frank")
         check("the default action leaves the call ringing",
               nid not in desk.notifications.closed and desk.props(a)["Status"] == "NeedsAttention")
@@ -479,6 +496,16 @@ def main():
         wait("CloseNotification after the ring timed out", lambda: nid in desk.notifications.closed,
              timeout=10)
         check("the notification is closed when the ring times out", True, got)
+
+        # Issue 13: launching a profile that is already running shows and focuses its window.
+        focus.reset()
+        r = subprocess.run([str(e.APP), "--server", url, "--profile", "tray-a"], env=env,
+                           timeout=60, capture_output=True, text=True)
+        check("launching a running profile again exits 0", r.returncode == 0,
+              f"rc {r.returncode}: {r.stderr[-400:]}")
+        wait("the window focused by the second launch", lambda: not focus.on_root(), timeout=10)
+        check("a second launch shows and focuses the running window",
+              focus.title() == "tincan — tray-a", focus.describe())
 
         check("the two profiles' items are still distinct and both have icons",
               icon_ok(desk.props(a)) and icon_ok(desk.props(b)))

@@ -367,6 +367,59 @@ fn lock_profile(dir: &std::path::Path) -> Result<std::fs::File, String> {
     }
 }
 
+/// Unix: the running instance of a profile listens on `instance.sock` in the profile's folder, and a
+/// second launch of the same profile (the app menu, a terminal) asks it to show and focus its window,
+/// then exits 0. Without this a hidden window on a desktop with no tray (stock GNOME) could not be
+/// brought back. Per profile, so `--profile bob` still starts a window of its own; the only request
+/// understood is "show". (tauri-plugin-single-instance keys on the app identifier, one instance for
+/// all profiles, so it does not fit.) Windows keeps the "already open" error.
+#[cfg(unix)]
+mod instance {
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    const SHOW: &[u8; 5] = b"show\n";
+    const OK: &[u8; 3] = b"ok\n";
+
+    fn socket(dir: &Path) -> PathBuf {
+        dir.join("instance.sock")
+    }
+
+    /// Listens for "show" on a thread of its own. Called by the instance that holds the profile
+    /// lock, so a socket file left by a crashed instance is its to replace.
+    pub fn listen(dir: &Path, on_show: impl Fn() + Send + 'static) -> std::io::Result<()> {
+        let path = socket(dir);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        std::thread::Builder::new()
+            .name("instance".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(mut c) = conn else { continue };
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut buf = [0u8; 5];
+                    if c.read_exact(&mut buf).is_ok() && &buf == SHOW {
+                        on_show();
+                        let _ = c.write_all(OK);
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Asks the profile's running instance to show its window; true when it did.
+    pub fn ask_show(dir: &Path) -> bool {
+        let Ok(mut c) = UnixStream::connect(socket(dir)) else {
+            return false;
+        };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0u8; 3];
+        c.write_all(SHOW).is_ok() && c.read_exact(&mut buf).is_ok() && &buf == OK
+    }
+}
+
 /// Runs the app.
 pub fn run(options: Options) {
     let builder = tauri::Builder::default()
@@ -416,12 +469,26 @@ pub fn run(options: Options) {
             let lock = match lock_profile(&data) {
                 Ok(f) => f,
                 Err(msg) => {
+                    #[cfg(unix)]
+                    if instance::ask_show(&data) {
+                        eprintln!(
+                            "tincan: profile {profile} is already running; showed its window"
+                        );
+                        std::process::exit(0);
+                    }
                     eprintln!("tincan: {msg}");
                     std::process::exit(2);
                 }
             };
             // Held for the life of the process.
             app.manage(ProfileLock(lock));
+            #[cfg(unix)]
+            {
+                let show = handle.clone();
+                if let Err(e) = instance::listen(&data, move || show_window(&show)) {
+                    tracing::warn!(%e, "a second launch of this profile cannot show this window");
+                }
+            }
             if let Some(w) = app.get_webview_window("main") {
                 crate::webview::enable_media(&w);
             }
@@ -509,6 +576,20 @@ mod tests {
             Err(OptionsError::BadServer)
         );
         assert_eq!(Options::parse(args(&[])).unwrap().profile, "default");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_second_launch_asks_the_first_to_show_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!instance::ask_show(dir.path()), "nobody listens yet");
+        let (tx, rx) = std::sync::mpsc::channel();
+        instance::listen(dir.path(), move || tx.send(()).unwrap()).unwrap();
+        assert!(instance::ask_show(dir.path()));
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        // A stale socket file (a crashed instance) is replaced by the next instance.
+        instance::listen(dir.path(), || {}).unwrap();
+        assert!(instance::ask_show(dir.path()));
     }
 
     #[test]
