@@ -276,6 +276,32 @@ class Focus:
             w = parent
         return ""
 
+    def window(self, title):
+        """The top-level window with this title."""
+        net_name = self.d.intern_atom("_NET_WM_NAME")
+        utf8 = self.d.intern_atom("UTF8_STRING")
+        for w in self.root.query_tree().children:
+            prop = w.get_full_property(net_name, utf8)
+            if prop and prop.value:
+                v = prop.value
+                if (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) == title:
+                    return w
+        return None
+
+    def viewable(self, title):
+        w = self.window(title)
+        return w is not None and w.get_attributes().map_state == X.IsViewable
+
+    def close(self, title):
+        """What a window manager does when the user clicks the window's close button."""
+        from Xlib.protocol import event as xevent
+        w = self.window(title)
+        protocols = self.d.intern_atom("WM_PROTOCOLS")
+        delete = self.d.intern_atom("WM_DELETE_WINDOW")
+        w.send_event(xevent.ClientMessage(window=w, client_type=protocols,
+                                          data=(32, [delete, X.CurrentTime, 0, 0, 0])))
+        self.d.sync()
+
     def describe(self):
         f = self.d.get_input_focus().focus
         if hasattr(f, "id"):
@@ -313,9 +339,10 @@ def main():
                                dict(env, TINCAN_IPC_AUDIT=str(audit)), "tray-app-a.log")
         procs.append(drv)
         # The second profile: a process of its own, beside the first.
-        procs.append(subprocess.Popen([str(e.APP), "--server", url, "--profile", "tray-b"], env=env,
-                                      stdout=subprocess.DEVNULL,
-                                      stderr=open(LOG / "tray-app-b.log", "w")))
+        second = subprocess.Popen([str(e.APP), "--server", url, "--profile", "tray-b"], env=env,
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=open(LOG / "tray-app-b.log", "w"))
+        procs.append(second)
         app = e.App(driver)
         e.fill_secret_key_form(app, "alice", e.KEY)
         app.find("#sign-in").click()
@@ -509,6 +536,26 @@ def main():
 
         check("the two profiles' items are still distinct and both have icons",
               icon_ok(desk.props(a)) and icon_ok(desk.props(b)))
+
+        # With a tray, closing the window hides it and the app keeps running; "Show tincan" brings
+        # it back; "Quit tincan" ends the app.
+        title_a = "tincan — tray-a"
+        check("alice's window is on screen", focus.viewable(title_a))
+        focus.close(title_a)
+        wait("the window hidden by its close button", lambda: not focus.viewable(title_a), timeout=10)
+        time.sleep(0.5)
+        check("closing the window hides it to the tray (the item stays)",
+              desk.props(a)["Id"] == "tincan-tray-a" and not focus.viewable(title_a))
+        focus.reset()
+        desk.click(a, "Show tincan")
+        wait("the window back from the tray", lambda: focus.viewable(title_a), timeout=10)
+        check("'Show tincan' shows the window again", focus.title() == title_a, focus.describe())
+        desk.click(b, "Quit tincan")
+        try:
+            second.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        check("'Quit tincan' ends the app", second.poll() is not None)
         log(f"PASS ({len(CHECKS)} checks)")
     finally:
         for p in peers:
