@@ -213,6 +213,33 @@ impl Call {
             && (self.answered_by.as_ref() == Some(&p.device) || self.ringing.contains(&p.device))
     }
 
+    /// A connected call re-created after a server restart from its two parties' matching claims
+    /// (`switchboard::resume`): it never rang on this server, and it has been connected since
+    /// `connected_at_ms`, so durations stay those the users saw.
+    pub fn resumed(
+        id: CallId,
+        call_type: CallType,
+        caller: Party,
+        callee: Party,
+        connected_at_ms: u64,
+    ) -> Result<Self, CallError> {
+        if caller.user == callee.user {
+            return Err(CallError::CallSelf);
+        }
+        Ok(Call {
+            id,
+            call_type,
+            caller,
+            callee: callee.user,
+            ringing: Vec::new(),
+            answered_by: Some(callee.device),
+            created_at_ms: connected_at_ms,
+            ring_deadline_ms: connected_at_ms,
+            connected_at_ms: Some(connected_at_ms),
+            end: None,
+        })
+    }
+
     /// Starts ringing on a device that signed in while the call rings. Returns false when the call
     /// is not ringing or the device already rings.
     pub fn add_ringing_device(&mut self, device: DeviceId) -> bool {

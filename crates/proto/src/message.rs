@@ -442,8 +442,17 @@ impl DecodeError {
 }
 
 const CLIENT_TYPES: &[&str] = &[
+    "login",
+    "logout",
+    "invite",
+    "cancel",
+    "accept",
+    "reject",
+    "hangup",
     "resume_call",
-    "login", "logout", "invite", "cancel", "accept", "reject", "hangup", "signal", "block", "unblock",
+    "signal",
+    "block",
+    "unblock",
     "ping",
 ];
 

@@ -15,6 +15,9 @@ use tincan_proto::{SecretKey, UserId, UserSigKey};
 /// The environment variable that carries the secret key.
 pub const SECRET_ENV: &str = "TINCAN_SECRET_KEY";
 
+/// The longest `--resume-secs`: a held call keeps both users busy, so the hold is bounded.
+pub const MAX_RESUME_SECS: u32 = 3600;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tincan-server",
@@ -64,6 +67,11 @@ pub struct ServeArgs {
     /// Longest ring timeout an invite may ask for, seconds.
     #[arg(long, default_value_t = 120)]
     pub max_ring_secs: u32,
+    /// How long a connected call is held when a party's connection drops, and how long a
+    /// `resume_call` after a restart waits for the peer's, seconds (at most an hour); 0 ends such
+    /// calls at once (docs/PROTOCOL.md, "Resume").
+    #[arg(long, env = "TINCAN_RESUME_SECS", default_value_t = tincan_proto::switchboard::DEFAULT_RESUME_SECS)]
+    pub resume_secs: u32,
     /// Invites one user may place in any 60 s, to anyone (docs/PROTOCOL.md, "Abuse limits").
     #[arg(long, env = "TINCAN_MAX_INVITES_PER_MINUTE", default_value_t = 20)]
     pub max_invites_per_minute: u32,
@@ -319,6 +327,7 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     config.switchboard.single_session = a.single_session;
     config.switchboard.default_ring_secs = a.default_ring_secs;
     config.switchboard.max_ring_secs = a.max_ring_secs.max(1);
+    config.switchboard.resume_secs = a.resume_secs.min(MAX_RESUME_SECS);
     config.switchboard.max_invites_per_minute = a.max_invites_per_minute;
     config.switchboard.max_pair_invites = a.max_pair_invites;
     config.switchboard.pair_window_secs = a.pair_window_secs;

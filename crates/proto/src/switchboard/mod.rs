@@ -45,6 +45,9 @@ pub enum Action {
 /// away to see who called, short enough that the store stays small.
 pub const DEFAULT_MISSED_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
+/// How long a connected call survives a party's signaling drop by default (`--resume-secs`).
+pub const DEFAULT_RESUME_SECS: u32 = 30;
+
 /// The rules a switchboard enforces.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -80,6 +83,9 @@ pub struct Config {
     pub min_recall_secs: u32,
     /// Users one user may block.
     pub max_blocked_per_user: usize,
+    /// How long a connected call is held when a party's connection drops, and how long a claim
+    /// waits for the peer's after a server restart (`resume`); 0 ends such calls at once.
+    pub resume_secs: u32,
 }
 
 impl Default for Config {
@@ -101,6 +107,7 @@ impl Default for Config {
             pair_window_secs: 300,
             min_recall_secs: 5,
             max_blocked_per_user: 1000,
+            resume_secs: DEFAULT_RESUME_SECS,
         }
     }
 }
@@ -154,6 +161,8 @@ pub struct Switchboard {
     last_sweep_ms: u64,
     /// Each user's block list: the callers whose invites do not ring them.
     blocks: HashMap<UserId, HashSet<UserId>>,
+    /// Held calls, claims after a restart and remembered endings (`resume`).
+    resume: resume::Resume,
 }
 
 impl Switchboard {
@@ -185,7 +194,11 @@ impl Switchboard {
 
     /// The earliest ring deadline, so the server knows when to call [`Switchboard::tick`].
     pub fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let ring = self.deadlines.first().map(|(t, _)| *t);
+        match (ring, self.next_resume_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn session_of(&self, p: &Party) -> Option<SessionId> {
@@ -224,7 +237,8 @@ impl Switchboard {
             if call.phase() == Phase::Ended {
                 return Err(format!("ended call {} is still live", call.id()));
             }
-            if self.session_of(call.caller()).is_none() {
+            if self.session_of(call.caller()).is_none() && !self.is_absent(call.id(), call.caller())
+            {
                 return Err(format!(
                     "call {} survives its caller's disconnect",
                     call.id()
@@ -239,7 +253,7 @@ impl Switchboard {
                 }
             }
             if let Some(a) = call.answered_by() {
-                if self.session_of(&a).is_none() {
+                if self.session_of(&a).is_none() && !self.is_absent(call.id(), &a) {
                     return Err(format!(
                         "call {} survives its callee's disconnect",
                         call.id()
@@ -260,6 +274,7 @@ impl Switchboard {
             return Err(format!("user {u} is in {n} connected calls"));
         }
         self.check_missed()?;
+        self.check_resume()?;
         Ok(())
     }
 }

@@ -45,11 +45,14 @@ impl Leave {
 impl Switchboard {
     /// Is `user` in a connected call, or already being rung by someone?
     pub(super) fn is_busy(&self, user: &UserId) -> bool {
-        self.calls_of_user.get(user).is_some_and(|ids| {
-            ids.iter().filter_map(|id| self.calls.get(id)).any(|c| {
-                c.phase() == Phase::Connected || (c.phase() == Phase::Ringing && c.callee() == user)
+        // A user whose claim waits for its peer (`resume`) believes it is in a call.
+        self.has_claim(user)
+            || self.calls_of_user.get(user).is_some_and(|ids| {
+                ids.iter().filter_map(|id| self.calls.get(id)).any(|c| {
+                    c.phase() == Phase::Connected
+                        || (c.phase() == Phase::Ringing && c.callee() == user)
+                })
             })
-        })
     }
 
     pub(super) fn in_connected_call(&self, user: &UserId) -> bool {
@@ -62,11 +65,12 @@ impl Switchboard {
 
     /// Is this device placing a call or in one?
     pub(super) fn device_busy(&self, p: &Party) -> bool {
-        self.calls_of_user.get(&p.user).is_some_and(|ids| {
-            ids.iter()
-                .filter_map(|id| self.calls.get(id))
-                .any(|c| *c.caller() == *p || c.answered_by().as_ref() == Some(p))
-        })
+        self.has_claim(&p.user)
+            || self.calls_of_user.get(&p.user).is_some_and(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.calls.get(id))
+                    .any(|c| *c.caller() == *p || c.answered_by().as_ref() == Some(p))
+            })
     }
 
     /// Registers a signed-in session. The server has already verified the UserSig.
@@ -193,6 +197,11 @@ impl Switchboard {
             .unwrap_or_default();
         let handover = matches!(why, Leave::Kicked | Leave::Replaced);
         for id in ids {
+            // A connected call whose party dropped (or was replaced by the same device) is held
+            // for the grace period instead (`resume`).
+            if self.hold_on_leave(&id, &party, why, now_ms, out) {
+                continue;
+            }
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
@@ -225,6 +234,8 @@ impl Switchboard {
                 ));
             }
         }
+        // A claim waiting for its peer (`resume`) goes with its session.
+        self.leave_claim(sid, &party, why, now_ms, out);
     }
 
     /// The client said goodbye: its calls end (for it with `logged_out`), then `logged_out`

@@ -67,6 +67,9 @@ impl Switchboard {
         out: &mut Vec<Action>,
         targets: &mut Vec<SessionId>,
     ) {
+        if self.signal_refused(sid, me, call_id, out) {
+            return;
+        }
         let Some(call) = self.calls.get(call_id) else {
             Self::error(
                 sid,

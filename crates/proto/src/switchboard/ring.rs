@@ -16,6 +16,7 @@ impl Switchboard {
             self.deadlines.pop_first();
             let _ = self.apply(&id, CallEvent::Tick, now_ms, out);
         }
+        self.tick_resume(now_ms, out);
     }
 
     pub(super) fn event(
@@ -113,7 +114,7 @@ impl Switchboard {
         Ok(())
     }
 
-    fn end_other_ringing_calls(
+    pub(super) fn end_other_ringing_calls(
         &mut self,
         user: &UserId,
         keep: &CallId,
@@ -153,6 +154,7 @@ impl Switchboard {
     }
 
     fn forget(&mut self, call: &Call) {
+        self.resume_forget(call);
         let id = call.id();
         self.calls.remove(id);
         self.budgets.remove(id);

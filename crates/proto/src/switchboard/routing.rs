@@ -51,7 +51,7 @@ impl Switchboard {
                     .calls
                     .get(&call_id)
                     .is_some_and(|c| c.phase() == Phase::Ringing && c.has_party(&me));
-                if offered && self.in_connected_call(&me.user) {
+                if offered && (self.in_connected_call(&me.user) || self.has_claim(&me.user)) {
                     Self::error(
                         sid,
                         ErrorCode::AlreadyInCall,
@@ -74,7 +74,9 @@ impl Switchboard {
                 self.event(sid, &call_id, CallEvent::Cancel { by: me }, now_ms, out)
             }
             ClientMessage::Hangup { call_id } => {
-                self.event(sid, &call_id, CallEvent::Hangup { by: me }, now_ms, out)
+                if !self.hangup_claim(sid, &me, &call_id, now_ms, out) {
+                    self.event(sid, &call_id, CallEvent::Hangup { by: me }, now_ms, out)
+                }
             }
             ClientMessage::Signal { call_id, signal } => self.relay(sid, &me, call_id, signal, out),
             ClientMessage::ResumeCall {
