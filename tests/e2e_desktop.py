@@ -238,7 +238,8 @@ def remote_server_flow(audit):
         url = f"ws://127.0.0.1:{port}/ws"
         env = dict(os.environ, TINCAN_SECRET_KEY=KEY)
         procs.append(subprocess.Popen(
-            [str(SERVER), "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDK)],
+            [str(SERVER), "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDK),
+             "--memory-only"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / "server.log", "w")))
         wait_port(port)
         log(f"tincan-server on {url}")

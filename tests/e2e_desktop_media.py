@@ -68,7 +68,7 @@ def main():
         env = dict(os.environ, TINCAN_SECRET_KEY=KEY)
         procs.append(subprocess.Popen(
             [str(SERVER), "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDK),
-             "--ui-dir", str(UI_DIST), "--dev-issue-sigs"],
+             "--ui-dir", str(UI_DIST), "--dev-issue-sigs", "--memory-only"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / "media-server.log", "w")))
         wait_port(port)
 

@@ -103,7 +103,7 @@ def server(workdir):
     def start():
         mine["proc"] = subprocess.Popen(
             [SERVER_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDKAPPID),
-             "--ui-dir", UI_DIST, "--dev-issue-sigs"],
+             "--ui-dir", UI_DIST, "--dev-issue-sigs", "--memory-only"],
             env=env, stdout=logf, stderr=subprocess.STDOUT,
         )
         wait_for("tincan-server", up, timeout=20)
@@ -552,7 +552,8 @@ def tls_server(workdir):
     logf = open(os.path.join(workdir, "server-tls.log"), "w")
     proc = subprocess.Popen(
         [SERVER_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDKAPPID),
-         "--ui-dir", UI_DIST, "--dev-issue-sigs", "--tls-cert", cert, "--tls-key", key],
+         "--ui-dir", UI_DIST, "--dev-issue-sigs", "--tls-cert", cert, "--tls-key", key,
+         "--memory-only"],
         env=env, stdout=logf, stderr=subprocess.STDOUT,
     )
     base = f"https://127.0.0.1:{port}"

@@ -116,7 +116,8 @@ def two_hosts(tmp_path_factory):
             logf = open(os.path.join(d, "server.log"), "w")
             server = subprocess.Popen(
                 [SERVER_BIN, "serve", "--listen", f"{a.ip}:{PORT}", "--sdkappid", str(SDKAPPID),
-                 "--ui-dir", UI_DIST, "--dev-issue-sigs", "--tls-cert", cert, "--tls-key", key],
+                 "--ui-dir", UI_DIST, "--dev-issue-sigs", "--tls-cert", cert, "--tls-key", key,
+                 "--memory-only"],
                 env=env, stdout=logf, stderr=subprocess.STDOUT)
             base = f"https://{a.ip}:{PORT}"
             ctx = ssl.create_default_context(cafile=ca)

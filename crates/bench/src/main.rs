@@ -814,7 +814,7 @@ async fn idle(sessions: usize, server_bin: Option<std::path::PathBuf>) {
             let mut c = std::process::Command::new(&bin);
             c.args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
                 .arg(APP.to_string())
-                .args(["--max-connections", "1000000"])
+                .args(["--max-connections", "1000000", "--memory-only"])
                 .env("TINCAN_SECRET_KEY", KEY)
                 .env("RUST_LOG", "warn,tincan_server=info")
                 .env("NO_COLOR", "1");

@@ -29,6 +29,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of `serve`'s many options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the signaling server.
@@ -170,6 +172,43 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<IpAddr>,
+    /// Keep missed calls in a SQLite file (missed-calls.sqlite3) in this folder, so they survive
+    /// a restart. Default: $STATE_DIRECTORY (systemd's StateDirectory=), else
+    /// $XDG_STATE_HOME/tincan-server, else ~/.local/state/tincan-server.
+    #[arg(long, env = "TINCAN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep missed calls in memory only: nothing is written to disk, and a restart forgets them.
+    /// Wins over --data-dir.
+    #[arg(long)]
+    pub memory_only: bool,
+    /// Missed calls older than this are dropped, never delivered, seconds (default: 7 days).
+    #[arg(long, default_value_t = tincan_proto::switchboard::DEFAULT_MISSED_TTL_MS / 1000)]
+    pub missed_ttl_secs: u64,
+    /// Missed calls one caller may have waiting across all callees; past it, its own oldest goes.
+    #[arg(long, default_value_t = 50)]
+    pub missed_per_caller: usize,
+    /// Missed calls kept per user (one per caller: calling again replaces the older one).
+    #[arg(long, default_value_t = 20)]
+    pub missed_per_user: usize,
+}
+
+/// Where missed calls are kept when no --data-dir is given: systemd's `StateDirectory=`, else the
+/// XDG state folder (they are state: worth keeping, not worth backing up).
+pub fn default_data_dir() -> Option<PathBuf> {
+    let nonempty = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = nonempty("STATE_DIRECTORY") {
+        // systemd may list several, separated by ':'; the first is ours.
+        let first = d.to_string_lossy().split(':').next().map(PathBuf::from);
+        return first;
+    }
+    if let Some(d) = nonempty("XDG_STATE_HOME").filter(|p| p.is_absolute()) {
+        return Some(d.join("tincan-server"));
+    }
+    nonempty("HOME").map(|h| h.join(".local/state/tincan-server"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +278,11 @@ pub enum CliError {
     Server(#[from] crate::ServerError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(
+        "no folder for missed calls: pass --data-dir <dir> (or set TINCAN_DATA_DIR, HOME or \
+         STATE_DIRECTORY), or --memory-only to keep them in memory"
+    )]
+    NoDataDir,
 }
 
 impl SecretArgs {
@@ -347,6 +391,18 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     };
     config.tls_reload_every = Duration::from_secs(a.tls_reload_secs.max(1));
     config.trusted_proxies = a.trusted_proxies;
+    config.switchboard.missed_ttl_ms = a.missed_ttl_secs.max(1).saturating_mul(1000);
+    config.switchboard.max_missed_per_caller = a.missed_per_caller;
+    config.switchboard.max_missed_per_user = a.missed_per_user;
+    config.data_dir = if a.memory_only {
+        None
+    } else {
+        Some(
+            a.data_dir
+                .or_else(default_data_dir)
+                .ok_or(CliError::NoDataDir)?,
+        )
+    };
     config.max_conns_per_ip = a.max_conns_per_ip.max(1);
     config.max_unauth_per_ip = a.max_unauth_per_ip.max(1);
     config.header_timeout = Duration::from_secs(a.header_timeout_secs.max(1));

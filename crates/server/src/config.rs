@@ -66,6 +66,10 @@ pub struct ServerConfig {
     pub tls_reload_every: Duration,
     /// Peers whose `X-Forwarded-For` is believed (see [`crate::proxy`]).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Keep missed calls in a SQLite file here (see [`crate::store`]), so they survive a restart;
+    /// `None` keeps them in memory only. The `tincan-server` binary sets one by default; a server
+    /// embedded in another program (the desktop app, tests) chooses.
+    pub data_dir: Option<PathBuf>,
     /// Connections (accepted, upgraded or not) one client address may hold; see
     /// [`crate::admission`]. Behind a trusted proxy, the forwarded address.
     pub max_conns_per_ip: usize,
@@ -114,6 +118,7 @@ impl ServerConfig {
             tls: None,
             tls_reload_every: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
+            data_dir: None,
             max_conns_per_ip: DEFAULT_MAX_CONNS_PER_IP,
             max_unauth_per_ip: DEFAULT_MAX_UNAUTH_PER_IP,
             header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),

@@ -52,6 +52,8 @@ struct State {
     actions: Vec<Action>,
     /// Reused for the targets of a forwarded signal, likewise.
     targets: Vec<SessionId>,
+    /// Where missed calls are mirrored on disk (`--data-dir`); `None` keeps them in memory only.
+    store: Option<crate::store::Store>,
 }
 
 /// The server's shared state.
@@ -76,6 +78,7 @@ impl Hub {
                 outboxes: HashMap::new(),
                 actions: Vec::with_capacity(16),
                 targets: Vec::with_capacity(4),
+                store: None,
             }),
             config,
             key,
@@ -155,10 +158,35 @@ impl Hub {
         st.targets = targets;
     }
 
-    /// Fires due ring timeouts.
+    /// Puts the missed calls a store saved back into the switchboard, and mirrors every later
+    /// change into that store.
+    pub fn install_store(
+        &self,
+        store: crate::store::Store,
+        saved: Vec<tincan_proto::switchboard::MissedEntry>,
+    ) {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        let st = &mut *st;
+        st.store = Some(store);
+        st.board.load_missed(saved, now, &mut st.actions);
+        Self::dispatch(st);
+    }
+
+    /// Takes the store out (at shutdown, to close it off the lock); later changes stay in memory.
+    pub fn take_store(&self) -> Option<crate::store::Store> {
+        self.lock().store.take()
+    }
+
+    /// Fires due ring timeouts and drops expired missed calls.
     pub fn tick(&self) {
         let now = self.clock.now_ms();
         let mut st = self.lock();
+        if st.board.next_missed_expiry().is_some_and(|d| d <= now) {
+            let st = &mut *st;
+            st.board.expire_missed(now, &mut st.actions);
+            Self::dispatch(st);
+        }
         if st.board.next_deadline().is_some_and(|d| d <= now) {
             let st = &mut *st;
             st.board.tick(now, &mut st.actions);
@@ -216,6 +244,11 @@ impl Hub {
                 Action::Close(sid, reason) => {
                     if let Some(ob) = st.outboxes.get(&sid) {
                         Self::push(ob, Outbound::Close(reason));
+                    }
+                }
+                Action::Missed(change) => {
+                    if let Some(store) = &st.store {
+                        store.apply(change);
                     }
                 }
             }

@@ -15,6 +15,7 @@ pub mod fds;
 pub mod hub;
 pub mod proxy;
 mod routes;
+pub mod store;
 pub mod tls;
 
 pub use config::ServerConfig;
@@ -40,6 +41,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 /// A running server. Dropping it leaves the server running; call [`ServerHandle::shutdown`].
@@ -84,6 +87,10 @@ impl ServerHandle {
             .is_err()
         {
             serve.abort();
+        }
+        // Everything queued reaches the disk before the process goes.
+        if let Some(store) = self.hub.take_store() {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }
     }
 
@@ -146,7 +153,22 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         upgrade_timeout: config.upgrade_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
     });
+    // Missed calls saved by the last run, read before anyone can sign in and be told of them.
+    let store = match config.data_dir.clone() {
+        Some(dir) => {
+            let ttl = config.switchboard.missed_ttl_ms;
+            let cutoff = clock::Clock::new().now_ms().saturating_sub(ttl);
+            let opened = tokio::task::spawn_blocking(move || store::Store::open(&dir, cutoff))
+                .await
+                .map_err(|e| ServerError::Store(store::StoreError::Thread(e.into())))?;
+            Some(opened?)
+        }
+        None => None,
+    };
     let hub = Hub::new(config);
+    if let Some((store, saved)) = store {
+        hub.install_store(store, saved);
+    }
     let app = routes::router(hub.clone()).into_make_service_with_connect_info::<proxy::Peer>();
     let stop = Arc::new(Notify::new());
     let stopped = stop.clone();

@@ -44,6 +44,9 @@ fn spawn(prefix: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
         "127.0.0.1:0",
         "--sdkappid",
         &APP.to_string(),
+        // Missed calls in memory: no state file shared between tests (tests/missed_store.rs
+        // covers the file).
+        "--memory-only",
     ])
     .args(args)
     .env("TINCAN_SECRET_KEY", KEY)

@@ -185,6 +185,7 @@ fn spawn_server(
             &format!("127.0.0.1:{port}"),
             "--sdkappid",
             &APP.to_string(),
+            "--memory-only",
         ])
         .args(extra)
         .env("TINCAN_SECRET_KEY", SECRET)
