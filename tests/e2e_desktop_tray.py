@@ -324,7 +324,8 @@ def main():
         port = e.free_port()
         url = f"ws://127.0.0.1:{port}/ws"
         procs.append(subprocess.Popen(
-            [str(e.SERVER), "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(e.SDK)],
+            [str(e.SERVER), "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(e.SDK),
+             "--memory-only"],
             env=dict(os.environ, TINCAN_SECRET_KEY=e.KEY), stdout=subprocess.DEVNULL,
             stderr=open(LOG / "tray-server.log", "w")))
         e.wait_port(port)

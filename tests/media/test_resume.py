@@ -53,7 +53,7 @@ class Server:
     def start(self):
         self.proc = subprocess.Popen(
             [web.SERVER_BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--sdkappid", str(web.SDKAPPID),
-             "--ui-dir", web.UI_DIST, "--dev-issue-sigs", *self.extra],
+             "--ui-dir", web.UI_DIST, "--dev-issue-sigs", "--memory-only", *self.extra],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
 
