@@ -406,7 +406,8 @@ async fn the_same_device_signing_in_again_replaces_its_old_connection() {
 
 #[tokio::test]
 async fn a_peer_vanishing_mid_call_ends_it() {
-    let s = server().await;
+    // With resume off: by default the call is held for the peer (tests/resume.rs).
+    let s = server_with(|c| c.switchboard.resume_secs = 0).await;
     let (mut alice, bob) = connected(&s, "c1").await;
     drop(bob);
     let (reason, by, duration) = ended(&alice.recv().await);
