@@ -3,7 +3,8 @@
 #   1. unit + integration tests (app core against a real tincan-server on loopback, UI reducer natively)
 #   2. keyring tests against a real gnome-keyring under dbus-run-session, and the "no Secret Service" error
 #   3. end to end: the production app binary under Xvfb, driven through tauri-driver + WebKitWebDriver,
-#      screenshots in test-artifacts/screenshots/; then the tray and the ringing notification as a
+#      screenshots in test-artifacts/screenshots/ (tests/e2e_desktop_resume.py: a call with Chromium kept
+#      through a 10 s signaling cut, a server restart and a grace period that runs out); then the tray and the ringing notification as a
 #      desktop sees them (tests/e2e_desktop_tray.py: its own StatusNotifierWatcher/host and
 #      notification server on its own dbus-run-session)
 #
@@ -99,7 +100,8 @@ e2e() {
       set -euo pipefail
       echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
       timeout 300 target/e2e-venv/bin/python tests/e2e_desktop.py
-      timeout 300 target/e2e-venv/bin/python tests/e2e_desktop_media.py' && status=0 || status=$?
+      timeout 300 target/e2e-venv/bin/python tests/e2e_desktop_media.py
+      timeout 300 target/e2e-venv/bin/python tests/e2e_desktop_resume.py' && status=0 || status=$?
     rm -rf "$SANDBOX"
     exit $status
   )
