@@ -9,6 +9,8 @@ audio) lists every silence in the peer's audio, so "the audio never stopped" is 
     sees "alice is reconnecting…"; the tone keeps arriving on both sides with no gap > 200 ms; the call
     resumes; hang-up afterwards ends it on both sides. (d) A third user claiming the live call gets
     only a claim of its own (no party hears of it, nothing is relayed); the call goes on untouched.
+    A hang-up while cut ends the call on alice's side at once (media released) and reaches bob as
+    "alice hung up" once she is back.
 (b) tincan-server is killed (SIGKILL) and restarted mid-call: both sign in again and announce the
     call, the new server re-creates it; same audio check; hang-up works.
 (c) the cut outlasts the grace period (a second server with --resume-secs 3): bob's side ends with
@@ -227,6 +229,30 @@ def test_cut_for_10s_the_call_goes_on_and_resumes(rig):
     finally:
         carol.close()
     hang_up_both(a, b)
+
+
+def test_hang_up_while_cut_ends_at_once_and_reaches_the_peer_after_the_resume(rig):
+    _, proxy, a, b = rig
+    web.connect_call(a, b, "resume: hang up while cut")
+    time.sleep(1.0)
+    proxy.cut()
+    try:
+        web.wait_for("alice shows reconnecting", lambda: shown(a, "#call-reconnecting"), 5)
+        web.click(a, "#hang-up")
+        # Ended here at once, the microphone released, though the server has not heard it yet.
+        web.wait_screen(a, "callended", 2)
+        web.wait_for("alice's media stopped at once", lambda: not web.media(a)["active"], 0.5)
+        assert web.el(a, "#call-status").text == "Call ended"
+        time.sleep(2.0)
+        assert web.screen(b) == "incall" and shown(b, "#peer-reconnecting")
+    finally:
+        proxy.restore()
+    # Back online: resume, then the kept hang-up; bob hears it as alice hanging up.
+    web.wait_screen(b, "callended", 15)
+    web.wait_for("bob: alice hung up", lambda: "alice hung up" in web.el(b, "#call-message").text, 5)
+    web.log(f"bob after alice's hang-up while cut: '{web.el(b, '#call-message').text}'")
+    web.wait_for("online again", lambda: "Online" in web.el(a, "#connection").text, 10)
+    web.back_home(a, b)
 
 
 def test_server_killed_and_restarted_the_call_goes_on(rig):
