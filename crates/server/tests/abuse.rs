@@ -67,10 +67,12 @@ async fn ring_bombing_is_throttled() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    // One ring, then the re-invite cooldown (at least 5 s) refuses every other.
-    assert_eq!((rang, refused), (1, 49));
-    assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
-    assert_eq!(ended(&bob.recv().await).0, EndReason::Cancelled);
+    // A ring and one redial, then the re-invite cooldown (at least 5 s) refuses every other.
+    assert_eq!((rang, refused), (2, 48));
+    for _ in 0..2 {
+        assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
+        assert_eq!(ended(&bob.recv().await).0, EndReason::Cancelled);
+    }
     bob.expect_silence(300).await;
 }
 
@@ -110,20 +112,22 @@ async fn timeout_zero_cannot_lock_a_line() {
     let mut mallory = s.login("mallory", "m1").await;
     let mut bob = s.login("bob", "b1").await;
     let mut carol = s.login("carol", "c1").await;
-    mallory.send(&invite("x1", "bob", Some(0))).await;
-    // 0 rings the default time (here 1 s), never the server's maximum.
-    match bob.recv().await {
-        ServerMessage::Invited { timeout_secs, .. } => assert_eq!(timeout_secs, 1),
-        other => panic!("expected invited, got {other:?}"),
+    // The ring and one redial: 0 rings the default time (here 1 s), never the server's maximum.
+    for call in ["x1", "x2"] {
+        mallory.send(&invite(call, "bob", Some(0))).await;
+        match bob.recv().await {
+            ServerMessage::Invited { timeout_secs, .. } => assert_eq!(timeout_secs, 1),
+            other => panic!("expected invited, got {other:?}"),
+        }
+        assert!(matches!(
+            mallory.recv().await,
+            ServerMessage::Ringing { .. }
+        ));
+        assert_eq!(ended(&mallory.recv().await).0, EndReason::NoResponse);
+        assert_eq!(ended(&bob.recv().await).0, EndReason::Timeout);
     }
-    assert!(matches!(
-        mallory.recv().await,
-        ServerMessage::Ringing { .. }
-    ));
-    assert_eq!(ended(&mallory.recv().await).0, EndReason::NoResponse);
-    assert_eq!(ended(&bob.recv().await).0, EndReason::Timeout);
-    // Re-inviting the moment the ring ends is refused, so the line is free for others.
-    mallory.send(&invite("x2", "bob", Some(0))).await;
+    // Re-inviting again the moment the ring ends is refused, so the line is free for others.
+    mallory.send(&invite("x3", "bob", Some(0))).await;
     mallory.expect_error(ErrorCode::TooManyInvites).await;
     carol.send(&invite("y1", "bob", None)).await;
     assert!(matches!(carol.recv().await, ServerMessage::Ringing { .. }));

@@ -26,8 +26,10 @@ pub(super) struct CallerLog {
 struct PairLog {
     /// When each invite of the last `pair_window_secs` was placed.
     recent: VecDeque<u64>,
-    /// No invite to this callee before this time (after an unanswered ring).
+    /// No invite to this callee before this time (after unanswered rings).
     quiet_until_ms: u64,
+    /// Unanswered rings in a row (an answered call starts the count again).
+    unanswered: u32,
 }
 
 impl PairLog {
@@ -113,10 +115,11 @@ impl Switchboard {
         true
     }
 
-    /// A call that rang ended unanswered: its caller may not ring the callee again until as long
-    /// as it rang has passed (at least `min_recall_secs`). Without this a caller could re-invite
-    /// the moment each ring ends and keep the callee `line_busy` to everyone else; with it the
-    /// callee's line is free at least half the time, and the pair limit caps the rest.
+    /// A call that rang ended unanswered. From the second such ring in a row, its caller may not
+    /// ring the callee again until as long as it rang has passed (at least `min_recall_secs`).
+    /// Without this a caller could re-invite the moment each ring ends and keep the callee
+    /// `line_busy` to everyone else; with it the callee's line is free about half the time, and
+    /// the pair limit caps the rest. One redial right away stays possible, as on a phone.
     pub(super) fn note_unanswered(&mut self, call: &Call, ended_at_ms: u64) {
         let rang = ended_at_ms.saturating_sub(call.created_at_ms());
         let quiet = rang.max(u64::from(self.config.min_recall_secs) * 1000);
@@ -125,7 +128,21 @@ impl Switchboard {
             .entry(call.caller().user.clone())
             .or_default();
         let pair = log.pairs.entry(call.callee().clone()).or_default();
-        pair.quiet_until_ms = pair.quiet_until_ms.max(ended_at_ms.saturating_add(quiet));
+        pair.unanswered = pair.unanswered.saturating_add(1);
+        if pair.unanswered >= 2 {
+            pair.quiet_until_ms = pair.quiet_until_ms.max(ended_at_ms.saturating_add(quiet));
+        }
+    }
+
+    /// A call connected: the pair's unanswered streak starts again.
+    pub(super) fn note_answered(&mut self, call: &Call) {
+        if let Some(pair) = self
+            .invite_log
+            .get_mut(&call.caller().user)
+            .and_then(|log| log.pairs.get_mut(call.callee()))
+        {
+            pair.unanswered = 0;
+        }
     }
 
     /// Forgets callers with nothing recent, once a minute at most, so the log stays the size of

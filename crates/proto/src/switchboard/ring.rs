@@ -52,6 +52,7 @@ impl Switchboard {
         match outcome {
             Outcome::Quiet => {}
             Outcome::Connected { others } => {
+                self.note_answered(&call);
                 let callee = call.callee().clone();
                 let accepted = ServerMessage::Accepted {
                     call_id: call_id.clone(),
