@@ -2,6 +2,12 @@
 //! nothing listens there it starts tincan-server in-process on that port. Every window on the machine
 //! signs with the same key (kept in the keyring), so any of them can host, and when the host quits the
 //! next reconnect of another window takes over.
+//!
+//! Anything on the machine could listen on that port first, so the app sends the server nothing
+//! (no UserSig, no call) before it has proven it holds the keyring's key: a challenge in the
+//! WebSocket upgrade (`tincan_server::challenge`, docs/PROTOCOL.md). The sigs made for it live
+//! minutes, and a sig made for a shared server is never sent here (with no server configured, only
+//! the embedded sign-in is offered).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -41,6 +47,11 @@ impl EmbeddedHost {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The address the local server is (to be) found at; the challenge's proof is bound to it.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Whether this process runs the server now.
     pub async fn hosting(&self) -> bool {
         self.handle.lock().await.is_some()
@@ -64,7 +75,10 @@ impl EmbeddedHost {
         if matches!(probe, Ok(Ok(_))) {
             return Ok(false);
         }
-        let config = tincan_server::ServerConfig::new(self.addr, EMBEDDED_SDK_APP_ID, secret()?);
+        let mut config =
+            tincan_server::ServerConfig::new(self.addr, EMBEDDED_SDK_APP_ID, secret()?);
+        // Other windows (and this one) check it is the app's own before sending it anything.
+        config.answer_app_challenge = true;
         match tincan_server::start(config).await {
             Ok(h) => {
                 tracing::info!(addr = %h.local_addr(), "hosting the embedded server");

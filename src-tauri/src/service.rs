@@ -168,7 +168,8 @@ impl Service {
     pub async fn sign_in(&self, args: SignInArgs) -> Result<AppState, IpcError> {
         let user = parse_user_id(&args.user_id)?;
         let settings = self.store.settings();
-        let lifetime = settings.usersig_lifetime_secs;
+        // Minutes, capped (issue 11): a fresh sig is minted at every connection anyway.
+        let lifetime = settings.minted_sig_lifetime_secs();
         let remote = self.remote_url();
         let mode = args.credentials.mode();
         let (source, sdk_app_id, url, saved_key_now) = match args.credentials {
@@ -194,6 +195,7 @@ impl Service {
                 if sdk_app_id == 0 {
                     return Err(invalid("Enter the SDKAppID (a number above 0)."));
                 }
+                no_shared_sig_to_local(remote.as_deref())?;
                 let (key, fresh) = match secret_key.map(|k| k.trim().to_owned()) {
                     Some(k) if !k.is_empty() => {
                         let key = SecretKey::new(k);
@@ -222,6 +224,7 @@ impl Service {
                 sdk_app_id,
                 user_sig,
             } => {
+                no_shared_sig_to_local(remote.as_deref())?;
                 let sig = match user_sig.map(|s| s.trim().to_owned()) {
                     Some(s) if !s.is_empty() => {
                         let sig = Sensitive::new(s);
@@ -246,6 +249,17 @@ impl Service {
             }
         };
         let embedded = remote.is_none();
+        let mut tls = crate::transport::TlsOptions::from_env_or(settings.ca_file.as_deref());
+        if embedded {
+            // Only the embedded sign-in gets here (see `no_shared_sig_to_local`): the server on the
+            // local port must prove it holds the same key before the login goes out.
+            if let SigSource::Key { key, .. } = &source {
+                tls.app_server = Some(crate::transport::AppServerCheck {
+                    secret: key.clone(),
+                    addr: self.host.addr(),
+                });
+            }
+        }
         let connector = Arc::new(SessionConnector {
             url,
             user: user.clone(),
@@ -255,7 +269,7 @@ impl Service {
             host: embedded.then(|| self.host.clone()),
             creds: self.creds.clone(),
             sink: self.sink.clone(),
-            tls: crate::transport::TlsOptions::from_env_or(settings.ca_file.as_deref()),
+            tls,
         });
         let mut session = self.session.lock().await;
         if let Some(old) = session.take() {
@@ -365,6 +379,20 @@ impl Service {
         self.sign_out().await;
         self.host.shutdown().await;
     }
+}
+
+/// A secret key or a pasted UserSig belongs to a shared server: with no server address set, the
+/// only server is the local one (or whatever listens on its port), and such a sig must never be
+/// sent there. Refused before anything is read from the keyring or the network.
+fn no_shared_sig_to_local(remote: Option<&str>) -> Result<(), IpcError> {
+    if remote.is_none() {
+        return Err(invalid(
+            "No server address is set, so tincan uses its built-in local server, which needs no \
+             secret key or UserSig: choose the local sign-in, or set your server's address in \
+             Settings first.",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a pasted UserSig before it is used: readable, for this user and SDKAppID, not expired.

@@ -24,11 +24,23 @@ pub const CA_FILE_ENV: &str = "TINCAN_CA_FILE";
 /// A connected WebSocket (plain on loopback, TLS otherwise).
 pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// How `wss://` servers are authenticated.
+/// How the server is authenticated: `wss://` servers by their certificate, the embedded local
+/// server by its answer to the keyring challenge.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     /// Extra trusted CA certificates (PEM), on top of the platform's store.
     pub ca_file: Option<PathBuf>,
+    /// Set for the embedded local server: it must prove it holds this key before anything is sent.
+    pub app_server: Option<AppServerCheck>,
+}
+
+/// What the embedded local server must prove (see `tincan_server::challenge`): that it holds the
+/// keyring's embedded-server key and answers on the address the app dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppServerCheck {
+    pub secret: tincan_proto::SecretKey,
+    /// The address the app connects to (`127.0.0.1:<port>`), which the proof is bound to.
+    pub addr: std::net::SocketAddr,
 }
 
 impl TlsOptions {
@@ -44,7 +56,10 @@ impl TlsOptions {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
-        Self { ca_file }
+        Self {
+            ca_file,
+            app_server: None,
+        }
     }
 }
 
@@ -68,6 +83,12 @@ pub enum ConnectError {
     Certificate { detail: String },
     #[error("TLS handshake failed: {0}")]
     Tls(String),
+    #[error(
+        "something else is listening on the local server's address {addr} and did not prove it is \
+         tincan's own server, so nothing was sent to it. Quit the program that uses this port, or \
+         set a shared server's address in Settings"
+    )]
+    NotOurServer { addr: std::net::SocketAddr },
     #[error("{0}")]
     Network(String),
 }
@@ -80,13 +101,18 @@ impl ConnectError {
             Self::Insecure { .. } => ErrorCode::InsecureServerUrl,
             Self::CaFile { .. } => ErrorCode::CaFile,
             Self::Certificate { .. } => ErrorCode::TlsCertificate,
+            Self::NotOurServer { .. } => ErrorCode::LocalServerNotVerified,
             Self::Tls(_) | Self::Network(_) => ErrorCode::ServerUnreachable,
         }
     }
 
     /// A retry cannot help: the address or the trust settings must change first.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, Self::Tls(_) | Self::Network(_))
+        // An impostor on the local port may go away (or be our own server restarting): retry.
+        !matches!(
+            self,
+            Self::Tls(_) | Self::Network(_) | Self::NotOurServer { .. }
+        )
     }
 
     /// The error for the UI, naming the server.
@@ -210,17 +236,44 @@ pub async fn connect(url: &str, tls: &TlsOptions) -> Result<Ws, ConnectError> {
     } else {
         Connector::Plain
     };
-    let request = url
+    let mut request = url
         .into_client_request()
         .map_err(|e| ConnectError::BadUrl {
             url: url.to_owned(),
             detail: e.to_string(),
         })?;
+    // The embedded server's challenge: a fresh nonce per connection, in the upgrade request.
+    let nonce = tls
+        .app_server
+        .as_ref()
+        .map(|_| crate::credentials::random_hex(tincan_server::challenge::NONCE_BYTES));
+    if let Some(n) = &nonce {
+        let value = n
+            .parse()
+            .map_err(|_| ConnectError::Network("bad nonce".into()))?;
+        request
+            .headers_mut()
+            .insert(tincan_server::challenge::CHALLENGE_HEADER, value);
+    }
     // Nagle off: signaling frames are small and latency-bound (an offer waits for its answer).
-    let (ws, _) =
+    let (ws, response) =
         tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector))
             .await
             .map_err(classify)?;
+    if let (Some(check), Some(nonce)) = (&tls.app_server, &nonce) {
+        let proof = response
+            .headers()
+            .get(tincan_server::challenge::PROOF_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let proven = proof
+            .is_some_and(|p| tincan_server::challenge::verify(&check.secret, nonce, check.addr, p));
+        if !proven {
+            // Dropped without a frame: not even a close goes to an impostor.
+            tracing::warn!(addr = %check.addr, answered = proof.is_some(), "the local server did not prove it is tincan's own; nothing sent");
+            drop(ws);
+            return Err(ConnectError::NotOurServer { addr: check.addr });
+        }
+    }
     Ok(ws)
 }
 

@@ -66,6 +66,9 @@ pub enum ErrorCode {
     TlsCertificate,
     /// The CA file in the settings (or `TINCAN_CA_FILE`) cannot be read or holds no certificate.
     CaFile,
+    /// Something listens on the local server's port but did not prove it is tincan's own
+    /// embedded server (the keyring challenge, docs/PROTOCOL.md); nothing was sent to it.
+    LocalServerNotVerified,
     /// The action needs a signed-in session.
     NotSignedIn,
     /// The action needs no call in progress.
@@ -313,8 +316,15 @@ pub struct IceServer {
 
 /// Default ring timeout, seconds.
 pub const DEFAULT_RING_TIMEOUT_SECS: u32 = tincan_proto::DEFAULT_RING_TIMEOUT_SECS;
-/// Default lifetime of a UserSig the app makes from a secret key, seconds (one day).
-pub const DEFAULT_USERSIG_LIFETIME_SECS: u64 = 86_400;
+/// Default lifetime of a UserSig the app makes from a secret key, seconds (10 minutes). The app
+/// mints a new one for every connection, and a session outlives the sig it signed in with, so a
+/// short sig costs nothing and a leaked one is soon worthless.
+pub const DEFAULT_USERSIG_LIFETIME_SECS: u64 = 600;
+/// Shortest lifetime the settings accept, seconds.
+pub const MIN_USERSIG_LIFETIME_SECS: u64 = 60;
+/// Longest lifetime the settings accept, seconds (1 hour); a stored longer value (older versions
+/// defaulted to a day) is capped to it when a sig is minted.
+pub const MAX_USERSIG_LIFETIME_SECS: u64 = 3_600;
 
 /// User settings of one profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,6 +364,13 @@ impl Default for Settings {
 pub const MAX_RING_TIMEOUT_SECS: u32 = 120;
 
 impl Settings {
+    /// The lifetime to mint UserSigs with: the setting, within the accepted range (a value stored
+    /// by an older version, or edited by hand, cannot make sigs live a day).
+    pub fn minted_sig_lifetime_secs(&self) -> u64 {
+        self.usersig_lifetime_secs
+            .clamp(MIN_USERSIG_LIFETIME_SECS, MAX_USERSIG_LIFETIME_SECS)
+    }
+
     /// Checks the values a user typed; the message says what is wrong.
     pub fn validate(&self) -> Result<(), IpcError> {
         if let Some(url) = &self.server_url {
@@ -371,10 +388,16 @@ impl Settings {
                 format!("The ring timeout must be between 1 and {MAX_RING_TIMEOUT_SECS} seconds."),
             ));
         }
-        if self.usersig_lifetime_secs < 60 {
+        if !(MIN_USERSIG_LIFETIME_SECS..=MAX_USERSIG_LIFETIME_SECS)
+            .contains(&self.usersig_lifetime_secs)
+        {
             return Err(IpcError::new(
                 ErrorCode::InvalidInput,
-                "A UserSig must live at least 60 seconds.",
+                format!(
+                    "The sign-in lifetime must be between {} and {} minutes.",
+                    MIN_USERSIG_LIFETIME_SECS / 60,
+                    MAX_USERSIG_LIFETIME_SECS / 60
+                ),
             ));
         }
         for s in &self.ice_servers {
@@ -571,6 +594,29 @@ mod tests {
         // Old files with missing fields still load.
         let old: Settings = serde_json::from_str(r#"{"server_url":null}"#).unwrap();
         assert_eq!(old.ring_timeout_secs, DEFAULT_RING_TIMEOUT_SECS);
+    }
+
+    /// Issue 11: the app mints sigs of minutes, and the setting is capped.
+    #[test]
+    fn the_sig_lifetime_is_minutes_and_capped() {
+        let mut s = Settings::default();
+        assert_eq!(s.usersig_lifetime_secs, 600);
+        assert_eq!(s.minted_sig_lifetime_secs(), 600);
+        s.usersig_lifetime_secs = MAX_USERSIG_LIFETIME_SECS;
+        assert!(s.validate().is_ok());
+        s.usersig_lifetime_secs = 86_400;
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput);
+        assert!(
+            e.message.contains("between 1 and 60 minutes"),
+            "{}",
+            e.message
+        );
+        // A day stored by an older version is minted as an hour at most.
+        assert_eq!(s.minted_sig_lifetime_secs(), MAX_USERSIG_LIFETIME_SECS);
+        s.usersig_lifetime_secs = 59;
+        assert!(s.validate().is_err());
+        assert_eq!(s.minted_sig_lifetime_secs(), MIN_USERSIG_LIFETIME_SECS);
     }
 
     #[test]

@@ -19,6 +19,13 @@ pub fn login_error(code: tincan_proto::ErrorCode, message: &str) -> IpcError {
                  SDKAppID and the secret key or UserSig."
             ),
         ),
+        E::UserSigTooLong => IpcError::new(
+            ErrorCode::UserSigInvalid,
+            format!(
+                "The server refuses sign-ins that last this long ({message}). Lower the sign-in \
+                 lifetime in Settings, or get a UserSig with a shorter lifetime."
+            ),
+        ),
         E::UnsupportedVersion => IpcError::new(
             ErrorCode::ServerRefused,
             "The server speaks another protocol version; update tincan or the server.",
