@@ -23,8 +23,13 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// How long the endings of connected calls are remembered for the resync.
 pub const ENDINGS_TTL_MS: u64 = 10 * 60 * 1000;
-/// Endings remembered at most (two per call); the oldest go first.
+/// Endings of real calls remembered at most (two per call); the oldest go first. Only calls that
+/// connected leave one, so filling this takes accepted calls, which the invite limits pace.
 pub const MAX_ENDINGS: usize = 10_000;
+/// Endings left by claims that never paired (withdrawn, expired, logged out) remembered at most.
+/// Anyone can make those, so each user keeps only its latest: a flood of claims cannot push out
+/// anyone else's.
+pub const MAX_CLAIM_ENDINGS: usize = 10_000;
 /// A claimed start further back than this is taken as this far back: a client's clock estimate may
 /// be wrong, and a call's duration is shown to both users.
 pub const MAX_CLAIMED_AGE_MS: u64 = 24 * 3600 * 1000;
@@ -58,15 +63,67 @@ struct Ending {
 /// user who names the right peer, and a claim cannot overwrite another pair's ending.
 type EndingKey = (CallId, UserId, UserId);
 
+/// Endings by key, oldest first out, for `ENDINGS_TTL_MS` at most.
+#[derive(Debug, Default)]
+struct EndingBook {
+    map: HashMap<EndingKey, (u64, Ending)>,
+    order: VecDeque<(u64, EndingKey)>,
+}
+
+impl EndingBook {
+    fn insert(&mut self, key: EndingKey, ending: Ending, now_ms: u64, cap: usize) {
+        self.prune(now_ms);
+        while self.map.len() >= cap {
+            let Some((at, old)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&old).is_some_and(|(t, _)| *t == at) {
+                self.map.remove(&old);
+            }
+        }
+        self.order.push_back((now_ms, key.clone()));
+        self.map.insert(key, (now_ms, ending));
+    }
+
+    fn remove(&mut self, key: &EndingKey) {
+        // Its slot in `order` goes stale and is skipped when it comes up.
+        self.map.remove(key);
+    }
+
+    fn get(&self, key: &EndingKey) -> Option<&Ending> {
+        self.map.get(key).map(|(_, e)| e)
+    }
+
+    fn prune(&mut self, now_ms: u64) {
+        while let Some((at, key)) = self.order.front() {
+            // A slot whose key was removed or remembered again since is stale: skip it.
+            let live = self.map.get(key).is_some_and(|(t, _)| t == at);
+            if live && now_ms.saturating_sub(*at) < ENDINGS_TTL_MS {
+                break;
+            }
+            if live {
+                self.map.remove(key);
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Resume {
     /// Held calls: their absent parties, each with the time its grace runs out.
     absent: HashMap<CallId, Vec<(Party, u64)>>,
     /// Pending claims, at most one per user.
     claims: HashMap<UserId, Claim>,
+    /// How many pending claims name each call ID (an invite may not take one: see
+    /// [`Switchboard::id_claimed`]).
+    claimed_ids: HashMap<CallId, usize>,
     due: BTreeSet<(u64, Due)>,
-    endings: HashMap<EndingKey, (u64, Ending)>,
-    endings_order: VecDeque<(u64, EndingKey)>,
+    /// How connected calls ended, per party.
+    endings: EndingBook,
+    /// How unpaired claims ended, for the peer they named; one per claimant (`claim_ending_of`).
+    claim_endings: EndingBook,
+    claim_ending_of: HashMap<UserId, EndingKey>,
 }
 
 impl Resume {
@@ -101,32 +158,50 @@ impl Resume {
     fn take_claim(&mut self, user: &UserId) -> Option<Claim> {
         let c = self.claims.remove(user)?;
         self.due.remove(&(c.deadline_ms, Due::Claim(user.clone())));
+        if let Some(n) = self.claimed_ids.get_mut(&c.call_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.claimed_ids.remove(&c.call_id);
+            }
+        }
         Some(c)
     }
 
+    fn add_claim(&mut self, c: Claim) {
+        *self.claimed_ids.entry(c.call_id.clone()).or_default() += 1;
+        self.due
+            .insert((c.deadline_ms, Due::Claim(c.party.user.clone())));
+        self.claims.insert(c.party.user.clone(), c);
+    }
+
     fn remember(&mut self, key: EndingKey, ending: Ending, now_ms: u64) {
-        self.prune(now_ms);
-        while self.endings.len() >= MAX_ENDINGS {
-            let Some((_, old)) = self.endings_order.pop_front() else {
-                break;
-            };
-            self.endings.remove(&old);
+        self.endings.insert(key, ending, now_ms, MAX_ENDINGS);
+    }
+
+    /// The ending of `claimant`'s claim that never paired, for the peer it named: it replaces
+    /// the claimant's previous one.
+    fn remember_claim(&mut self, claimant: &UserId, key: EndingKey, ending: Ending, now_ms: u64) {
+        if let Some(old) = self.claim_ending_of.insert(claimant.clone(), key.clone()) {
+            self.claim_endings.remove(&old);
         }
-        self.endings_order.push_back((now_ms, key.clone()));
-        self.endings.insert(key, (now_ms, ending));
+        self.claim_endings
+            .insert(key, ending, now_ms, MAX_CLAIM_ENDINGS);
+        if self.claim_ending_of.len() > 2 * MAX_CLAIM_ENDINGS {
+            let book = &self.claim_endings;
+            self.claim_ending_of.retain(|_, k| book.get(k).is_some());
+        }
     }
 
     fn prune(&mut self, now_ms: u64) {
-        while let Some((at, key)) = self.endings_order.front() {
-            if now_ms.saturating_sub(*at) < ENDINGS_TTL_MS {
-                break;
-            }
-            // Only drop the entry this queue slot stands for (a key remembered again is newer).
-            if self.endings.get(key).is_some_and(|(t, _)| t == at) {
-                self.endings.remove(key);
-            }
-            self.endings_order.pop_front();
-        }
+        self.endings.prune(now_ms);
+        self.claim_endings.prune(now_ms);
+    }
+
+    /// What `user` is told about `call` with `peer`, if anything is remembered.
+    fn ending(&self, key: &EndingKey) -> Option<&Ending> {
+        self.endings
+            .get(key)
+            .or_else(|| self.claim_endings.get(key))
     }
 }
 
@@ -152,6 +227,14 @@ impl Switchboard {
     /// Has this user a claim waiting for its peer? (It believes it is in a call: it is busy.)
     pub(super) fn has_claim(&self, user: &UserId) -> bool {
         self.resume.claims.contains_key(user)
+    }
+
+    /// Does a claim waiting for its peer name this call ID? An invite may not take it, so nobody
+    /// can keep a call from being re-created after a restart by placing a call with its ID once
+    /// one party has claimed it. (Before the first claim arrives, an invite with that ID still
+    /// wins: the claims then end as unconfirmed; see docs/PROTOCOL.md, "Resume".)
+    pub(super) fn id_claimed(&self, id: &CallId) -> bool {
+        self.resume.claimed_ids.contains_key(id)
     }
 
     /// The earliest resume timer, for [`Switchboard::next_deadline`].
@@ -244,7 +327,8 @@ impl Switchboard {
                 duration_ms,
             },
         ));
-        self.resume.remember(
+        self.resume.remember_claim(
+            &party.user,
             (claim.call_id, claim.peer, party.user.clone()),
             Ending {
                 reason: EndReason::ConnectionLost,
@@ -333,11 +417,12 @@ impl Switchboard {
                         },
                         out,
                     );
-                    self.resume.remember(
+                    self.resume.remember_claim(
+                        &user,
                         (claim.call_id, claim.peer, user.clone()),
                         Ending {
                             reason: EndReason::ConnectionLost,
-                            by: Some(user),
+                            by: Some(user.clone()),
                             duration_ms,
                         },
                         now_ms,
@@ -434,8 +519,12 @@ impl Switchboard {
                 duration_ms,
             },
         ));
-        self.resume
-            .remember((claim.call_id, claim.peer, me.user.clone()), ending, now_ms);
+        self.resume.remember_claim(
+            &me.user,
+            (claim.call_id, claim.peer, me.user.clone()),
+            ending,
+            now_ms,
+        );
         true
     }
 
@@ -511,10 +600,9 @@ impl Switchboard {
         }
         // 2. It ended while this device was away: the resync.
         self.resume.prune(now_ms);
-        if let Some((_, end)) =
-            self.resume
-                .endings
-                .get(&(call_id.clone(), me.user.clone(), peer.clone()))
+        if let Some(end) = self
+            .resume
+            .ending(&(call_id.clone(), me.user.clone(), peer.clone()))
         {
             out.push(Action::Send(
                 sid,
@@ -586,19 +674,13 @@ impl Switchboard {
         }
         // 5. Hold the claim for the grace period.
         let deadline = now_ms.saturating_add(self.grace_ms());
-        self.resume.claims.insert(
-            me.user.clone(),
-            Claim {
-                party: me.clone(),
-                call_id: call_id.clone(),
-                peer: peer.clone(),
-                connected_at_ms: start,
-                deadline_ms: deadline,
-            },
-        );
-        self.resume
-            .due
-            .insert((deadline, Due::Claim(me.user.clone())));
+        self.resume.add_claim(Claim {
+            party: me.clone(),
+            call_id: call_id.clone(),
+            peer: peer.clone(),
+            connected_at_ms: start,
+            deadline_ms: deadline,
+        });
         self.claim_held(sid, call_id, peer, start, self.grace_ms(), out);
     }
 
@@ -703,6 +785,17 @@ impl Switchboard {
                     return Err(format!("call {id}: an absence without a timer"));
                 }
             }
+        }
+        let mut ids: HashMap<&CallId, usize> = HashMap::new();
+        for c in self.resume.claims.values() {
+            *ids.entry(&c.call_id).or_default() += 1;
+        }
+        if ids.len() != self.resume.claimed_ids.len()
+            || ids
+                .iter()
+                .any(|(id, n)| self.resume.claimed_ids.get(*id) != Some(n))
+        {
+            return Err("the claimed call IDs are out of step with the claims".into());
         }
         for (user, c) in &self.resume.claims {
             if c.party.user != *user {
@@ -1159,6 +1252,57 @@ mod tests {
             ended(&out, 2),
             vec![(EndReason::ConnectionLost, Some(user("alice")))]
         );
+    }
+
+    #[test]
+    fn a_flood_of_claims_keeps_one_ending_per_claimant_and_pushes_out_no_one_elses() {
+        let mut r = Rig::connected();
+        r.drop_(2);
+        r.send(1, ClientMessage::Hangup { call_id: id("c") });
+        r.login(3, p("mallory", "m"));
+        for i in 0..(MAX_ENDINGS + MAX_CLAIM_ENDINGS + 100) {
+            let call = format!("x{i}");
+            r.send(3, resume(&call, "bob", r.now));
+            let out = r.send(3, ClientMessage::Hangup { call_id: id(&call) });
+            assert_eq!(ended(&out, 3).len(), 1);
+        }
+        assert_eq!(r.sb.resume.claim_endings.map.len(), 1);
+        r.login(4, p("bob", "b1"));
+        let out = r.send(4, resume("c", "alice", 0));
+        assert_eq!(
+            ended(&out, 4),
+            vec![(EndReason::Hangup, Some(user("alice")))]
+        );
+    }
+
+    #[test]
+    fn an_invite_cannot_take_a_claimed_call_id() {
+        let mut r = Rig::new();
+        r.login(1, p("alice", "a1"));
+        r.login(2, p("mallory", "m"));
+        r.login(3, p("carol", "c1"));
+        r.send(1, resume("c", "bob", r.now));
+        let out = r.send(
+            2,
+            ClientMessage::Invite {
+                call_id: id("c"),
+                callee: user("carol"),
+                call_type: CallType::Audio,
+                timeout_secs: None,
+            },
+        );
+        assert_eq!(error_code(&out, 2), Some(ErrorCode::CallIdInUse));
+        assert!(to(&out, 3).is_empty());
+        r.login(4, p("bob", "b1"));
+        let out = r.send(4, resume("c", "alice", r.now));
+        assert!(matches!(
+            to(&out, 4)[..],
+            [ServerMessage::CallResumed { .. }]
+        ));
+        assert!(matches!(
+            to(&out, 1)[..],
+            [ServerMessage::PeerReconnected { .. }]
+        ));
     }
 
     #[test]

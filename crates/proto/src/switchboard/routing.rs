@@ -111,7 +111,8 @@ impl Switchboard {
             );
             return;
         }
-        if self.calls.contains_key(&call_id) {
+        // A call ID held by a claim after a restart is taken too (`resume`).
+        if self.calls.contains_key(&call_id) || self.id_claimed(&call_id) {
             Self::error(
                 sid,
                 ErrorCode::CallIdInUse,
