@@ -386,3 +386,118 @@ fn writer(mut conn: rusqlite::Connection, rx: Receiver<Op>, path: &Path) {
     // Leave no -wal file behind on a clean stop.
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn entry(callee: &str, caller: &str, at_ms: u64) -> MissedEntry {
+        MissedEntry {
+            callee: UserId::new(callee).unwrap(),
+            call: MissedCall {
+                call_id: CallId::new(format!("{caller}-{at_ms}")).unwrap(),
+                caller: UserId::new(caller).unwrap(),
+                call_type: CallType::Audio,
+                at_ms,
+            },
+        }
+    }
+
+    /// Upserts, removals and deliveries land as the switchboard meant them, across a reopen; the
+    /// figure printed is the writer's rate on this machine (not asserted).
+    #[test]
+    fn mirrors_changes_and_reports_its_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, loaded) = Store::open(dir.path(), 0).unwrap();
+        assert!(loaded.is_empty());
+        let n = 20_000u64;
+        let t = Instant::now();
+        for i in 0..n {
+            // 2,000 callees, 10 callers: most changes replace an entry.
+            let callee = format!("u{}", i % 2_000);
+            let caller = format!("c{}", i % 10);
+            store.apply(MissedChange::Recorded(entry(&callee, &caller, 1_000 + i)));
+        }
+        for i in 0..1_000 {
+            store.apply(MissedChange::Delivered {
+                callee: UserId::new(format!("u{i}")).unwrap(),
+            });
+        }
+        store.apply(MissedChange::Removed {
+            callee: UserId::new("u1999").unwrap(),
+            caller: UserId::new("c9").unwrap(),
+        });
+        store.flush();
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "missed-call store: {} changes in {:.0} ms ({:.0}/s), {} dropped",
+            n + 1_001,
+            secs * 1000.0,
+            (n + 1_001) as f64 / secs,
+            store.dropped.load(Ordering::Relaxed)
+        );
+        assert_eq!(store.dropped.load(Ordering::Relaxed), 0);
+        store.close();
+        let (_store, loaded) = Store::open(dir.path(), 0).unwrap();
+        // 1,000 callees left; each had 10 callers ... but only the pairs that occurred:
+        // callee u(k) meets caller c(k mod 10) only.
+        assert_eq!(loaded.len(), 999);
+        assert!(loaded
+            .windows(2)
+            .all(|w| w[0].call.at_ms <= w[1].call.at_ms));
+        let last = loaded
+            .iter()
+            .find(|e| e.callee.as_str() == "u1998")
+            .unwrap();
+        assert_eq!(last.call.at_ms, 1_000 + 19_998);
+    }
+
+    #[test]
+    fn drops_expired_and_unreadable_rows_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), 0).unwrap();
+        store.apply(MissedChange::Recorded(entry("bob", "old", 100)));
+        store.apply(MissedChange::Recorded(entry("bob", "new", 300)));
+        store.close();
+        let conn = rusqlite::Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute(
+            "INSERT INTO missed_calls VALUES ('bob', 'x y', 'id', 'audio', 400)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let (_store, loaded) = Store::open(dir.path(), 200).unwrap();
+        assert_eq!(loaded, [entry("bob", "new", 300)]);
+        let conn = rusqlite::Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM missed_calls", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "expired and unreadable rows are deleted");
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), 0).unwrap());
+        let conn = rusqlite::Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        match Store::open(dir.path(), 0) {
+            Err(StoreError::Newer { found: 99, .. }) => {}
+            other => panic!("expected Newer, got {other:?}"),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("state");
+        drop(Store::open(&data, 0).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join(FILE_NAME)), 0o600);
+    }
+}
