@@ -78,7 +78,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TINCAN_MAX_INVITES_PER_MINUTE", default_value_t = 20)]
     pub max_invites_per_minute: u32,
     /// Invites one caller may send one callee in any --pair-window-secs.
-    #[arg(long, env = "TINCAN_MAX_PAIR_INVITES", default_value_t = 5)]
+    #[arg(long, env = "TINCAN_MAX_PAIR_INVITES", default_value_t = 10)]
     pub max_pair_invites: u32,
     /// The window of --max-pair-invites, seconds.
     #[arg(long, default_value_t = 300)]

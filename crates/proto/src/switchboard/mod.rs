@@ -103,7 +103,7 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             sdp: sdp::Limits::default(),
             max_invites_per_minute: 20,
-            max_pair_invites: 5,
+            max_pair_invites: 10,
             pair_window_secs: 300,
             min_recall_secs: 5,
             max_blocked_per_user: 1000,
