@@ -313,6 +313,9 @@ pub enum ErrorCode {
     SdpRejected,
     /// Too many messages; this one was dropped.
     RateLimited,
+    /// The peer is not reading fast enough (its outbox is over its byte budget): this `signal`
+    /// was not relayed to it. The peer stays connected; send again later or give up the call.
+    PeerBacklogged,
     /// The caller placed too many invites in the last minute, or too many to this callee, or
     /// re-invited this callee too soon after an unanswered ring; nothing rang.
     TooManyInvites,

@@ -113,6 +113,7 @@ fn every_error_code_and_end_reason_is_documented() {
         ErrorCode::PeerAbsent,
         ErrorCode::SdpRejected,
         ErrorCode::RateLimited,
+        ErrorCode::PeerBacklogged,
         ErrorCode::Internal,
     ];
     for c in codes {

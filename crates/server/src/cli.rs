@@ -104,9 +104,19 @@ pub struct ServeArgs {
     /// Frames a connection may send at once above --rate-per-sec (the bucket's size).
     #[arg(long, env = "TINCAN_RATE_BURST", default_value_t = crate::config::DEFAULT_RATE_BURST)]
     pub rate_burst: u32,
-    /// Outgoing frames buffered per connection before it counts as a slow consumer.
-    #[arg(long, default_value_t = 64)]
-    pub send_queue: usize,
+    /// Bytes queued for one connection past which signals relayed to it are refused to their
+    /// sender with `peer_backlogged` (the receiver stays connected). The server's own frames have
+    /// headroom up to twice this; past that the connection is closed as a slow consumer.
+    #[arg(long, env = "TINCAN_SEND_QUEUE_BYTES", default_value_t = crate::config::DEFAULT_SEND_QUEUE_BYTES)]
+    pub send_queue_bytes: usize,
+    /// A connection that takes no data for this long while frames wait for it has stopped reading:
+    /// it is closed with `slow_consumer` (4002), seconds.
+    #[arg(long, default_value_t = crate::config::DEFAULT_SEND_STALL_SECS)]
+    pub send_stall_secs: u64,
+    /// On SIGTERM / Ctrl-C every connection gets a 1001 `server_shutdown` close frame; the process
+    /// waits this long at most for the closing handshakes, then exits, seconds.
+    #[arg(long, default_value_t = crate::config::DEFAULT_SHUTDOWN_GRACE_SECS)]
+    pub shutdown_grace_secs: u64,
     /// Serve the browser UI (a trunk `dist` folder) at `/`.
     #[arg(long, value_name = "DIR", allow_hyphen_values = true)]
     pub ui_dir: Option<PathBuf>,
@@ -380,7 +390,9 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     config.heartbeat = Duration::from_secs(a.heartbeat_secs.max(1));
     config.idle_timeout = Duration::from_secs(a.idle_timeout_secs.max(1));
     config.max_connections = a.max_connections;
-    config.send_queue = a.send_queue.max(1);
+    config.send_queue_bytes = a.send_queue_bytes.max(1024);
+    config.send_stall = Duration::from_secs(a.send_stall_secs.max(1));
+    config.shutdown_grace = Duration::from_secs(a.shutdown_grace_secs);
     config.rate_per_sec = a.rate_per_sec.max(1);
     config.rate_burst = a.rate_burst.max(1);
     config.ui_dir = a.ui_dir;
@@ -391,6 +403,13 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     };
     config.tls_reload_every = Duration::from_secs(a.tls_reload_secs.max(1));
     config.trusted_proxies = a.trusted_proxies;
+    config.max_conns_per_ip = a.max_conns_per_ip.max(1);
+    config.max_unauth_per_ip = a.max_unauth_per_ip.max(1);
+    config.header_timeout = Duration::from_secs(a.header_timeout_secs.max(1));
+    config.upgrade_timeout = Duration::from_secs(a.upgrade_timeout_secs.max(1));
+    config.login_timeout = Duration::from_secs(a.login_timeout_secs.max(1));
+    config.allowed_origins = a.allow_origins;
+    config.max_sig_lifetime_secs = a.max_sig_lifetime.max(60);
     config.switchboard.missed_ttl_ms = a.missed_ttl_secs.max(1).saturating_mul(1000);
     config.switchboard.max_missed_per_caller = a.missed_per_caller;
     config.switchboard.max_missed_per_user = a.missed_per_user;
@@ -403,13 +422,6 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
                 .ok_or(CliError::NoDataDir)?,
         )
     };
-    config.max_conns_per_ip = a.max_conns_per_ip.max(1);
-    config.max_unauth_per_ip = a.max_unauth_per_ip.max(1);
-    config.header_timeout = Duration::from_secs(a.header_timeout_secs.max(1));
-    config.upgrade_timeout = Duration::from_secs(a.upgrade_timeout_secs.max(1));
-    config.login_timeout = Duration::from_secs(a.login_timeout_secs.max(1));
-    config.allowed_origins = a.allow_origins;
-    config.max_sig_lifetime_secs = a.max_sig_lifetime.max(60);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

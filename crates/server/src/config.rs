@@ -13,6 +13,14 @@ pub const DEFAULT_RATE_PER_SEC: u32 = 100;
 /// Frames per connection allowed in one burst, by default.
 pub const DEFAULT_RATE_BURST: u32 = 200;
 
+/// Bytes queued per connection before relayed signals to it are refused, by default: room for
+/// a dozen full offers (16 KiB each) or a thousand ICE candidates, far more than a call's setup.
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 256 * 1024;
+/// Seconds without write progress (while frames wait) before a reader counts as stopped.
+pub const DEFAULT_SEND_STALL_SECS: u64 = 5;
+/// Seconds a shutdown waits for every connection's closing handshake.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 5;
+
 /// Connections one client address may hold, by default (a household or an office behind one NAT
 /// address: dozens of people, each with a device or two).
 pub const DEFAULT_MAX_CONNS_PER_IP: usize = 256;
@@ -41,8 +49,16 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Frames larger than this end the connection (the WebSocket layer will not buffer them).
     pub hard_frame_bytes: usize,
-    /// Outgoing frames queued per connection; a reader that falls further behind is disconnected.
-    pub send_queue: usize,
+    /// Bytes queued for one connection past which `signal`s relayed to it are refused to their
+    /// sender (`peer_backlogged`); the connection itself stays up. Frames the server owes the
+    /// client have headroom up to [`ServerConfig::send_queue_hard_bytes`] (twice this).
+    pub send_queue_bytes: usize,
+    /// A connection whose writer makes no progress for this long while frames are queued has
+    /// stopped reading: its queue is dropped and it is closed with `slow_consumer` (4002).
+    pub send_stall: Duration,
+    /// On SIGTERM / [`crate::ServerHandle::shutdown`], how long connections get to receive their
+    /// 1001 close frame and finish the closing handshake before the server stops anyway.
+    pub shutdown_grace: Duration,
     /// How often the server pings an idle client.
     pub heartbeat: Duration,
     /// A connection that says nothing for this long is closed.
@@ -66,10 +82,6 @@ pub struct ServerConfig {
     pub tls_reload_every: Duration,
     /// Peers whose `X-Forwarded-For` is believed (see [`crate::proxy`]).
     pub trusted_proxies: Vec<IpAddr>,
-    /// Keep missed calls in a SQLite file here (see [`crate::store`]), so they survive a restart;
-    /// `None` keeps them in memory only. The `tincan-server` binary sets one by default; a server
-    /// embedded in another program (the desktop app, tests) chooses.
-    pub data_dir: Option<PathBuf>,
     /// Connections (accepted, upgraded or not) one client address may hold; see
     /// [`crate::admission`]. Behind a trusted proxy, the forwarded address.
     pub max_conns_per_ip: usize,
@@ -89,6 +101,10 @@ pub struct ServerConfig {
     /// Answer the desktop app's proof-of-identity challenge (see [`crate::challenge`]): only the
     /// app's embedded server sets this.
     pub answer_app_challenge: bool,
+    /// Keep missed calls in a SQLite file here (see [`crate::store`]), so they survive a restart;
+    /// `None` keeps them in memory only. The `tincan-server` binary sets one by default; a server
+    /// embedded in another program (the desktop app, tests) chooses.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -105,7 +121,9 @@ impl ServerConfig {
             },
             max_frame_bytes,
             hard_frame_bytes: 4 * max_frame_bytes,
-            send_queue: 64,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            send_stall: Duration::from_secs(DEFAULT_SEND_STALL_SECS),
+            shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             heartbeat: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(75),
             login_timeout: Duration::from_secs(10),
@@ -127,6 +145,12 @@ impl ServerConfig {
             max_sig_lifetime_secs: DEFAULT_MAX_SIG_LIFETIME_SECS,
             answer_app_challenge: false,
         }
+    }
+
+    /// Past this many queued bytes a connection is closed as a slow consumer even if it is still
+    /// reading a little: twice the relay budget, so the server's own frames always have headroom.
+    pub fn send_queue_hard_bytes(&self) -> usize {
+        self.send_queue_bytes.saturating_mul(2)
     }
 
     /// Sets the soft frame limit (and the hard one, at four times it).

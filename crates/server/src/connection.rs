@@ -1,13 +1,17 @@
-//! One WebSocket connection: sign-in, frame limits, rate limiting, keepalive, and the bounded
-//! outbox that the hub writes into.
+//! One WebSocket connection: sign-in, frame limits, rate limiting, keepalive, and the writer that
+//! drains the connection's byte-bounded [`Outbox`].
 //!
 //! The reader and the writer run in one task (`select!`), so a connection costs one task, two small
-//! buffers and a bounded queue. Whatever ends the connection, the hub hears about it exactly once.
+//! buffers and a bounded queue. The reader yields whenever it has queued something for its own
+//! client, so the writer sends replies to a buffered burst as they are made, and it waits for room
+//! before taking the next frame when its own outbox is over budget: a client that floods without
+//! reading is pushed back by TCP, not buffered. Whatever ends the connection, the hub hears about
+//! it exactly once, and every close the server starts sends its close frame.
 
-use crate::hub::{ConnectionSlot, Hub, Kill, Outbound};
+use crate::hub::{ConnectionSlot, Hub, Outbound, Outbox};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -16,12 +20,20 @@ use tincan_proto::switchboard::SessionId;
 use tincan_proto::{
     ClientMessage, CloseReason, ErrorCode, Party, ServerMessage, UserSigError, PROTOCOL_VERSION,
 };
-use tokio::sync::mpsc;
-use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep_until, timeout_at, Instant, MissedTickBehavior};
 use tracing::{debug, info};
 
-/// How long a close frame may take to go out to a client that may be the reason we close.
-const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the closing handshake may take (our close frame out, the client's reply in) before
+/// the socket is dropped anyway. A slow consumer gets at least its stall period: it may be about
+/// to read again, and then it gets its 4002 rather than a bare TCP close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a socket whose read side failed stays open after our close frame went out, so the
+/// client can read it before the connection is reset.
+const LINGER: Duration = Duration::from_millis(500);
+
+type Sender = SplitSink<WebSocket, Message>;
+type Receiver = SplitStream<WebSocket>;
 
 /// Serves one upgraded WebSocket until it closes.
 ///
@@ -33,17 +45,16 @@ pub async fn run(
     slot: ConnectionSlot,
     pending: crate::admission::Pending,
 ) {
-    let (tx, mut rx) = mpsc::channel(hub.config.send_queue);
-    let kill = Arc::new(Kill::default());
-    let sid = hub.attach(tx.clone(), kill.clone());
+    let outbox = hub.new_outbox();
+    let sid = hub.attach(outbox.clone());
     let (mut sink, mut stream) = socket.split();
+    let stall = hub.config.send_stall;
 
-    let (close, flush) = {
+    let ended = {
         let mut reader = Reader {
             hub: &hub,
             sid,
-            tx,
-            kill: &kill,
+            outbox: &outbox,
             logged_in: false,
             user: None,
             failed_logins: 0,
@@ -51,60 +62,159 @@ pub async fn run(
         };
         tokio::select! {
             biased;
-            () = kill.notify.notified() => {
-                (kill.reason.lock().ok().and_then(|r| *r).or(Some(CloseReason::SlowConsumer)), false)
-            }
-            () = write_loop(&mut sink, &mut rx) => (None, false),
-            reason = reader.run(&mut stream) => (reason, true),
+            end = write_loop(&mut sink, &outbox, stall) => match end {
+                WriteEnd::Closed => Ended::CloseSent,
+                WriteEnd::Failed => Ended::Gone,
+                WriteEnd::Stalled => {
+                    info!(sid, queued = outbox.queued_bytes(), "client stopped reading: slow consumer");
+                    outbox.close_now(CloseReason::SlowConsumer);
+                    Ended::Closing
+                }
+            },
+            end = reader.run(&mut stream) => match end {
+                ReadEnd::Gone => Ended::Gone,
+                ReadEnd::ClientClosed => Ended::CloseSent,
+                ReadEnd::Close(reason) => {
+                    outbox.close(reason);
+                    Ended::Closing
+                }
+            },
         }
     };
-    if let Some(reason) = close {
-        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
-            // The reader's last words (say, the error for the third failed login) go out first.
-            while let Some(Outbound::Text(text)) = flush.then(|| rx.try_recv().ok()).flatten() {
-                if sink.send(Message::Text(text)).await.is_err() {
-                    return;
-                }
-            }
-            send_close(&mut sink, reason).await;
-        })
+    // The calls end now, not after the closing handshake: the peer hears at once.
+    hub.detach(sid);
+    if !matches!(ended, Ended::Gone) {
+        let patience = match outbox.closing() {
+            Some(CloseReason::SlowConsumer) => CLOSE_TIMEOUT.max(stall),
+            _ => CLOSE_TIMEOUT,
+        };
+        let deadline = Instant::now() + patience;
+        finish(
+            &mut sink,
+            &mut stream,
+            &outbox,
+            matches!(ended, Ended::CloseSent),
+            deadline,
+        )
         .await;
     }
-    debug!(sid, ?close, "connection closed");
-    hub.detach(sid);
+    debug!(sid, close = ?outbox.closing(), "connection closed");
     drop(slot);
 }
 
-async fn send_close(sink: &mut SplitSink<WebSocket, Message>, reason: CloseReason) {
-    let frame = CloseFrame {
-        code: reason.close_code(),
-        reason: reason.as_str().into(),
-    };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+/// How the first phase of a connection ended.
+enum Ended {
+    /// The socket is gone: nothing more can be sent.
+    Gone,
+    /// A close is queued in the outbox; the writer still has to send it.
+    Closing,
+    /// The close frame went out (ours, or tungstenite's reply to the client's).
+    CloseSent,
 }
 
-/// Drains the outbox. Returns once it has sent a close frame or the socket failed.
-async fn write_loop(sink: &mut SplitSink<WebSocket, Message>, rx: &mut mpsc::Receiver<Outbound>) {
-    while let Some(item) = rx.recv().await {
-        let result = match item {
-            Outbound::Text(text) => sink.send(Message::Text(text)).await,
-            Outbound::Ping => sink.send(Message::Ping(Default::default())).await,
-            Outbound::Close(reason) => {
-                send_close(sink, reason).await;
-                return;
+/// The closing handshake: the writer sends what is queued up to the close frame, while incoming
+/// frames are read and dropped (so the client, which may be blocked writing, can read its close,
+/// and the socket is not reset with unread data), until the client's close reply or `deadline`.
+async fn finish(
+    sink: &mut Sender,
+    stream: &mut Receiver,
+    outbox: &Outbox,
+    mut closed: bool,
+    deadline: Instant,
+) {
+    let _ = timeout_at(deadline, async {
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                end = write_loop(sink, outbox, deadline.saturating_duration_since(Instant::now())), if !closed => {
+                    match end {
+                        WriteEnd::Closed => closed = true,
+                        WriteEnd::Failed | WriteEnd::Stalled => return,
+                    }
+                }
+                frame = stream.next(), if reading => match frame {
+                    None => return,
+                    // The read side is broken (say, a frame over the hard limit still arriving).
+                    // Dropping the socket now, with unread data, would reset the connection and
+                    // could destroy our close frame before the client reads it: linger a moment.
+                    Some(Err(_)) => reading = false,
+                    Some(Ok(_)) => {}
+                },
+                () = tokio::time::sleep(LINGER), if !reading && closed => return,
             }
+        }
+    })
+    .await;
+}
+
+/// How the writer stopped.
+enum WriteEnd {
+    /// It sent a close frame.
+    Closed,
+    /// The socket failed.
+    Failed,
+    /// A write made no progress for the stall period: the client is not reading.
+    Stalled,
+}
+
+/// Drains the outbox. Cancel-safe: an item is taken from the outbox only when the sink is ready
+/// for it and handed over without an await, so dropping this future (the `select!`s above) loses
+/// nothing; a frame half written stays in the WebSocket's buffer and goes out first next time.
+async fn write_loop(sink: &mut Sender, outbox: &Outbox, stall: Duration) -> WriteEnd {
+    loop {
+        // Whatever an earlier, cancelled call left in the sink goes out first.
+        match tokio::time::timeout(stall, std::future::poll_fn(|cx| sink.poll_ready_unpin(cx)))
+            .await
+        {
+            Err(_) => return WriteEnd::Stalled,
+            Ok(Err(_)) => return WriteEnd::Failed,
+            Ok(Ok(())) => {}
+        }
+        let item = outbox.next().await;
+        let cost = Outbox::cost_of(&item);
+        let (msg, last) = match item {
+            Outbound::Text(text) => (Message::Text(text), false),
+            Outbound::Ping => (Message::Ping(Default::default()), false),
+            Outbound::Close(reason) => (close_message(reason), true),
         };
-        if result.is_err() {
-            return;
+        if std::pin::Pin::new(&mut *sink).start_send(msg).is_err() {
+            return WriteEnd::Failed;
+        }
+        match tokio::time::timeout(stall, std::future::poll_fn(|cx| sink.poll_flush_unpin(cx)))
+            .await
+        {
+            Err(_) if !last => return WriteEnd::Stalled,
+            Ok(Err(_)) if !last => return WriteEnd::Failed,
+            _ => {}
+        }
+        outbox.sent(cost);
+        if last {
+            return WriteEnd::Closed;
         }
     }
+}
+
+fn close_message(reason: CloseReason) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: reason.close_code(),
+        reason: reason.as_str().into(),
+    }))
+}
+
+/// How the reader stopped.
+enum ReadEnd {
+    /// The socket ended or failed without a close frame.
+    Gone,
+    /// The client sent a close frame (the WebSocket layer replies to it).
+    ClientClosed,
+    /// The server closes the connection for this reason.
+    Close(CloseReason),
 }
 
 struct Reader<'a> {
     hub: &'a Hub,
     sid: SessionId,
-    tx: mpsc::Sender<Outbound>,
-    kill: &'a Kill,
+    outbox: &'a Outbox,
     logged_in: bool,
     /// Who signed in on this connection (the `from` of its relayed signals).
     user: Option<tincan_proto::UserId>,
@@ -114,8 +224,8 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Reads until the client goes away (`None`) or the connection must be closed (`Some(reason)`).
-    async fn run(&mut self, stream: &mut SplitStream<WebSocket>) -> Option<CloseReason> {
+    /// Reads until the client goes away or the connection must be closed.
+    async fn run(&mut self, stream: &mut Receiver) -> ReadEnd {
         let cfg = &self.hub.config;
         let limiter = RateLimiter::direct(
             Quota::per_second(NonZeroU32::new(cfg.rate_per_sec).unwrap_or(NonZeroU32::MIN))
@@ -126,18 +236,36 @@ impl Reader<'_> {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_seen = Instant::now();
         loop {
+            // The client's own replies (pongs, errors) are bounded like everything else: while
+            // its outbox is over budget, its next frame waits in the socket (TCP pushes back).
+            self.outbox.room().await;
             tokio::select! {
                 frame = stream.next() => {
                     let msg = match frame {
-                        None => return None,
+                        None => return ReadEnd::Gone,
                         Some(Err(err)) => {
                             debug!(sid = self.sid, %err, "read failed");
-                            return is_capacity_error(&err).then_some(CloseReason::FrameTooLarge);
+                            return if is_capacity_error(&err) {
+                                ReadEnd::Close(CloseReason::FrameTooLarge)
+                            } else {
+                                ReadEnd::Gone
+                            };
                         }
                         Some(Ok(msg)) => msg,
                     };
                     last_seen = Instant::now();
+                    if let Message::Close(_) = msg {
+                        return ReadEnd::ClientClosed;
+                    }
+                    // Every frame counts against the rate limit before anything else is done with
+                    // it: text, binary, oversized, and control frames alike.
+                    let limited = limiter.check().is_err();
                     match msg {
+                        Message::Text(_) | Message::Binary(_) if limited => self.reply(ServerMessage::error(
+                            ErrorCode::RateLimited,
+                            "slow down: message dropped",
+                            None,
+                        )),
                         Message::Text(text) => {
                             if text.len() > cfg.max_frame_bytes {
                                 self.reply(ServerMessage::error(
@@ -145,10 +273,8 @@ impl Reader<'_> {
                                     format!("frames may be at most {} bytes", cfg.max_frame_bytes),
                                     None,
                                 ));
-                            } else if limiter.check().is_err() {
-                                self.reply(ServerMessage::error(ErrorCode::RateLimited, "slow down: message dropped", None));
                             } else if let Some(reason) = self.on_text(text.as_str()) {
-                                return Some(reason);
+                                return ReadEnd::Close(reason);
                             }
                         }
                         Message::Binary(_) => self.reply(ServerMessage::error(
@@ -156,33 +282,32 @@ impl Reader<'_> {
                             "the protocol uses JSON text frames only",
                             None,
                         )),
-                        Message::Close(_) => return None,
-                        Message::Ping(_) | Message::Pong(_) => {}
+                        // Answered by the WebSocket layer (pings) or nothing to do (pongs).
+                        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+                    }
+                    // A burst read from one buffer is handled in one go; let the writer send what
+                    // it produced before the next frame, so replies go out as they are made.
+                    if self.outbox.has_queued() {
+                        tokio::task::yield_now().await;
                     }
                 }
                 () = sleep_until(login_deadline), if !self.logged_in => {
-                    return Some(CloseReason::LoginTimeout);
+                    return ReadEnd::Close(CloseReason::LoginTimeout);
                 }
                 // The idle timeout counts from the last frame heard, exactly, not at the next
                 // heartbeat tick (which made 75 s of silence last up to 100 s).
                 () = sleep_until(last_seen + cfg.idle_timeout) => {
-                    return Some(CloseReason::IdleTimeout);
+                    return ReadEnd::Close(CloseReason::IdleTimeout);
                 }
                 _ = heartbeat.tick() => {
-                    self.queue(Outbound::Ping);
+                    self.outbox.deliver(Outbound::Ping);
                 }
             }
         }
     }
 
-    fn queue(&self, item: Outbound) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(item) {
-            self.kill.fire(CloseReason::SlowConsumer);
-        }
-    }
-
     fn reply(&self, msg: ServerMessage) {
-        self.queue(Outbound::Text(msg.encode().into()));
+        self.outbox.deliver(Outbound::Text(msg.encode().into()));
     }
 
     fn on_text(&mut self, text: &str) -> Option<CloseReason> {

@@ -73,19 +73,43 @@ impl ServerHandle {
         self.hub.connection_count()
     }
 
-    /// Closes every connection with `server_shutdown` and stops listening.
+    /// Stops listening and closes every connection with `server_shutdown` (1001), waiting up to
+    /// `config.shutdown_grace` for their closing handshakes. axum's graceful shutdown does not see
+    /// upgraded sockets, so the hub tracks them (one slot per connection, released only after its
+    /// close frame went out and the client answered, or it gave up). Near the end of the grace
+    /// period, connections still open (their clients not reading) have their queues dropped so
+    /// the close frame is next; at the end the server stops regardless.
     pub async fn shutdown(self) {
+        let grace = self.hub.config.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
         self.hub.shutdown();
         self.stop.notify_one();
         self.ticker.abort();
         if let Some(w) = &self.tls_watch {
             w.abort();
         }
-        let mut serve = self.serve;
-        if tokio::time::timeout(Duration::from_secs(2), &mut serve)
+        let last_call = deadline - (grace / 4).min(Duration::from_secs(1));
+        if tokio::time::timeout_at(last_call, self.hub.all_closed())
             .await
             .is_err()
         {
+            tracing::info!(
+                open = self.hub.connection_count(),
+                "shutdown: connections still closing; dropping their queues"
+            );
+            self.hub.shutdown_now();
+            if tokio::time::timeout_at(deadline, self.hub.all_closed())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    open = self.hub.connection_count(),
+                    "shutdown grace period over: stopping with connections still open"
+                );
+            }
+        }
+        let mut serve = self.serve;
+        if tokio::time::timeout_at(deadline, &mut serve).await.is_err() {
             serve.abort();
         }
         // Everything queued reaches the disk before the process goes.
@@ -142,17 +166,6 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         }
     }
     let reload_every = config.tls_reload_every;
-    // Every accepted connection is counted and timed from here on (see `admission`).
-    let admission = admission::Admission::new(admission::Limits {
-        max_conns_per_ip: config.max_conns_per_ip.max(1),
-        max_unauth_per_ip: config.max_unauth_per_ip.max(1),
-        max_tcp: config
-            .max_connections
-            .saturating_add(admission::TCP_RESERVE),
-        header_timeout: config.header_timeout,
-        upgrade_timeout: config.upgrade_timeout,
-        trusted_proxies: config.trusted_proxies.clone(),
-    });
     // Missed calls saved by the last run, read before anyone can sign in and be told of them.
     let store = match config.data_dir.clone() {
         Some(dir) => {
@@ -165,6 +178,17 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         }
         None => None,
     };
+    // Every accepted connection is counted and timed from here on (see `admission`).
+    let admission = admission::Admission::new(admission::Limits {
+        max_conns_per_ip: config.max_conns_per_ip.max(1),
+        max_unauth_per_ip: config.max_unauth_per_ip.max(1),
+        max_tcp: config
+            .max_connections
+            .saturating_add(admission::TCP_RESERVE),
+        header_timeout: config.header_timeout,
+        upgrade_timeout: config.upgrade_timeout,
+        trusted_proxies: config.trusted_proxies.clone(),
+    });
     let hub = Hub::new(config);
     if let Some((store, saved)) = store {
         hub.install_store(store, saved);

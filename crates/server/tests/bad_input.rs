@@ -204,11 +204,17 @@ async fn oversized_frames_are_refused_then_cut_off() {
     assert_eq!(c.expect_close().await.0, 1009);
 }
 
+/// The server's word that the peer's connection is gone while the call waits for it to return.
+fn peer_lost(m: &ServerMessage) -> bool {
+    serde_json::to_value(m).is_ok_and(|v| v["type"] == "peer_reconnecting")
+}
+
 #[tokio::test]
 async fn a_slow_reader_is_disconnected_not_buffered() {
     let s = server_with(|c| {
         *c = c.clone().with_max_frame_bytes(60_000);
-        c.send_queue = 4;
+        c.send_queue_bytes = 64 * 1024;
+        c.send_stall = Duration::from_secs(1);
         c.rate_per_sec = 10_000;
         c.rate_burst = 10_000;
         c.switchboard.sdp.max_sdp_bytes = 60_000;
@@ -223,7 +229,9 @@ async fn a_slow_reader_is_disconnected_not_buffered() {
         .await;
     alice.recv().await;
     bob.recv().await;
-    // Bob stops reading; Alice floods him with large signals until his queue overflows.
+    // Bob stops reading; Alice floods him with large signals. Once his queue is over its byte
+    // budget her signals are refused to her (`peer_backlogged`), and once his socket has taken
+    // nothing for the stall period he is cut off and the call ends.
     // Real offers padded to 50 KB (the SDP cap is raised for this test: only what passes the SDP
     // check is relayed).
     let sdp = format!(
@@ -232,6 +240,7 @@ async fn a_slow_reader_is_disconnected_not_buffered() {
         "a".repeat(48_000)
     );
     let mut ended = false;
+    let mut backlogged = 0;
     for _ in 0..2000 {
         alice
             .send(&ClientMessage::Signal {
@@ -248,34 +257,51 @@ async fn a_slow_reader_is_disconnected_not_buffered() {
         )
         .await
         {
-            if let Ok(ServerMessage::CallEnded { reason, .. }) = ServerMessage::decode(t.as_str()) {
-                assert_eq!(reason, tincan_proto::EndReason::ConnectionLost);
-                ended = true;
-                break;
+            match ServerMessage::decode(t.as_str()) {
+                Ok(ServerMessage::CallEnded { reason, .. }) => {
+                    assert_eq!(reason, tincan_proto::EndReason::ConnectionLost);
+                    ended = true;
+                    break;
+                }
+                Ok(m) if peer_lost(&m) => {
+                    ended = true;
+                    break;
+                }
+                Ok(ServerMessage::Error {
+                    code: ErrorCode::PeerBacklogged,
+                    ..
+                }) => {
+                    backlogged += 1;
+                    // Backpressure on the sender: she waits rather than flooding on.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => panic!("unexpected {other:?}"),
             }
         }
     }
-    if !ended {
-        let m = alice.recv().await;
-        assert!(
-            matches!(
-                m,
-                ServerMessage::CallEnded {
-                    reason: tincan_proto::EndReason::ConnectionLost,
-                    ..
-                }
-            ),
-            "{m:?}"
-        );
+    assert!(backlogged > 0, "alice was never told bob is backlogged");
+    while !ended {
+        match alice.recv().await {
+            ServerMessage::CallEnded { reason, .. } => {
+                assert_eq!(reason, tincan_proto::EndReason::ConnectionLost);
+                ended = true;
+            }
+            ServerMessage::Error {
+                code: ErrorCode::PeerBacklogged,
+                ..
+            } => {}
+            m if peer_lost(&m) => ended = true,
+            other => panic!("unexpected {other:?}"),
+        }
     }
     // Alice is fine: her signals sent after the call ended were refused, then her ping is answered.
     alice.send(&ClientMessage::Ping { nonce: Some(1) }).await;
     loop {
         match alice.recv().await {
             ServerMessage::Pong { nonce: Some(1) } => break,
+            // Refused signals about the call bob left (whether it ended or waits for him).
             ServerMessage::Error {
-                code: ErrorCode::UnknownCall,
-                ..
+                call_id: Some(_), ..
             } => continue,
             other => panic!("unexpected {other:?}"),
         }
