@@ -10,7 +10,8 @@ audio) lists every silence in the peer's audio, so "the audio never stopped" is 
     resumes; hang-up afterwards ends it on both sides. (d) A third user claiming the live call gets
     only a claim of its own (no party hears of it, nothing is relayed); the call goes on untouched.
     A hang-up while cut ends the call on alice's side at once (media released) and reaches bob as
-    "alice hung up" once she is back.
+    "alice hung up" once she is back. An ICE restart alice makes while cut (bob's browser frozen meanwhile)
+    is kept, delivered after the resume and answered; the audio comes back both ways.
 (b) tincan-server is killed (SIGKILL) and restarted mid-call: both sign in again and announce the
     call, the new server re-creates it; same audio check; hang-up works.
 (c) the cut outlasts the grace period (a second server with --resume-secs 3): bob's side ends with
@@ -253,6 +254,41 @@ def test_hang_up_while_cut_ends_at_once_and_reaches_the_peer_after_the_resume(ri
     web.log(f"bob after alice's hang-up while cut: '{web.el(b, '#call-message').text}'")
     web.wait_for("online again", lambda: "Online" in web.el(a, "#connection").text, 10)
     web.back_home(a, b)
+
+
+def test_ice_restart_made_during_the_cut_is_sent_after_the_resume(rig, workdir):
+    """Alice's signaling is cut and bob's browser frozen (SIGSTOP), so alice's ICE fails while she
+    cannot reach the server: her restart offer is kept, not lost, and once she is back it reaches bob,
+    is answered, and the audio returns both ways."""
+    _, proxy, a, b = rig
+    web.connect_call(a, b, "resume: ICE restart in the gap")
+    time.sleep(1.0)
+    pids = web.chromium_pids(os.path.join(workdir, "profile-bob"))
+    assert pids, "bob's Chromium processes"
+    cut_at = time.time()
+    proxy.cut()
+    web.freeze(pids, True)
+    try:
+        web.wait_for("alice restarts ICE while offline", lambda: (web.media(a)["ice_restarts"] or 0) >= 1, 20)
+        m = web.media(a)
+        web.log(f"alice restarted ICE {time.time() - cut_at:.1f} s into the cut; ICE {m['ice_state']}, "
+                f"negotiation {m['signaling_state']}")
+        assert m["signaling_state"] == "have-local-offer", "the restart offer waits for its answer"
+        assert shown(a, "#call-reconnecting")
+        time.sleep(max(0.0, CUT_SECS - (time.time() - cut_at)))
+    finally:
+        web.freeze(pids, False)
+    time.sleep(1.0)
+    proxy.restore()
+    restored = time.time()
+    web.wait_for("alice resumed", lambda: not shown(a, "#call-reconnecting"), 15)
+    web.wait_for("the kept offer was answered", lambda: web.media(a)["signaling_state"] == "stable", 10)
+    web.wait_for("ICE connected again", lambda: web.media(a)["ice_state"] in ("connected", "completed"), 15)
+    web.wait_for("alice hears bob again", lambda: hears(a, web.TONE_B), 10)
+    web.wait_for("bob hears alice again", lambda: hears(b, web.TONE_A), 10)
+    web.log(f"restart answered and audio back both ways {time.time() - restored:.1f} s after the proxy came back")
+    assert web.screen(a) == "incall" and web.screen(b) == "incall"
+    hang_up_both(a, b)
 
 
 def test_server_killed_and_restarted_the_call_goes_on(rig):

@@ -597,6 +597,7 @@ impl Controller {
             "active": session.is_some(),
             "ice_state": session.as_ref().map(|s| s.connection_state()),
             "ice_restarts": session.as_ref().map(|s| s.ice_restarts()),
+            "signaling_state": session.as_ref().and_then(|s| s.signaling_state()),
             "connected": i.status.connected,
             "accept_at": i.status.accept_at,
             "first_audio_at": i.status.first_audio_at,

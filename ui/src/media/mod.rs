@@ -221,6 +221,11 @@ pub trait MediaSession {
     /// came back): a restart that was due while it could not be delivered is made now. Engines that
     /// retry on their own (the native one) need nothing.
     fn signaling_back(&self) {}
+    /// The offer/answer state (`stable`, `have-local-offer`, …) where the engine has one
+    /// (diagnostics and tests: an offer made while signaling was down is answered after it is back).
+    fn signaling_state(&self) -> Option<String> {
+        None
+    }
     /// Ends the media: closes the connection and releases the microphone at once.
     fn stop(&self);
 }

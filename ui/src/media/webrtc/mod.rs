@@ -425,6 +425,20 @@ impl MediaSession for WebRtcSession {
         }
     }
 
+    fn signaling_state(&self) -> Option<String> {
+        use web_sys::RtcSignalingState as S;
+        let st = match self.s.borrow().pc.signaling_state() {
+            S::Stable => "stable",
+            S::HaveLocalOffer => "have-local-offer",
+            S::HaveRemoteOffer => "have-remote-offer",
+            S::HaveLocalPranswer => "have-local-pranswer",
+            S::HaveRemotePranswer => "have-remote-pranswer",
+            S::Closed => "closed",
+            _ => "unknown",
+        };
+        Some(st.into())
+    }
+
     fn peer_level_now(&self) -> f64 {
         // 10 ms at 48 kHz.
         let st = self.s.borrow();
