@@ -84,6 +84,9 @@ pub fn describe_error(code: ErrorCode, server_message: &str) -> String {
         ErrorCode::AlreadyInCall => "You are already in a call.".into(),
         ErrorCode::UnknownCall => "That call is already over.".into(),
         ErrorCode::RateLimited => "Too many requests; wait a moment and try again.".into(),
+        ErrorCode::PeerBacklogged => {
+            "The other side is not keeping up; try again in a moment.".into()
+        }
         ErrorCode::InvalidState => "That is not possible at this point of the call.".into(),
         _ => format!("The server refused: {server_message}"),
     }
@@ -159,11 +162,12 @@ pub fn apply(call: &mut CallView, msg: &ServerMessage, now_ms: u64) -> bool {
             message,
             call_id: Some(call_id),
         } if *call_id == call.call_id => {
-            // A refused invite or answer ends the call here; a refused signal does not.
+            // A refused invite or answer ends the call here; a refused signal does not (nor a
+            // signal held back because the peer is backlogged: the call goes on).
             if matches!(
                 call.phase,
                 CallPhase::Dialing | CallPhase::Answering | CallPhase::Incoming
-            ) && *code != ErrorCode::RateLimited
+            ) && !matches!(code, ErrorCode::RateLimited | ErrorCode::PeerBacklogged)
             {
                 end(call, None, describe_error(*code, message));
                 return true;

@@ -944,3 +944,19 @@ fn stale_inputs_change_nothing() {
     assert!(h.take().is_empty());
     assert_eq!(h.connection(), ConnectionState::SignedOut);
 }
+
+#[test]
+fn a_backlogged_peer_does_not_end_a_dialing_call() {
+    // The server held back one of our signals because the callee is not reading fast enough
+    // (`peer_backlogged`, issue 11): the call goes on.
+    let mut h = H::new();
+    h.sign_in("alice");
+    h.start_call("c1", "bob");
+    h.take();
+    h.frame(ServerMessage::error(
+        WireCode::PeerBacklogged,
+        "the peer is not reading fast enough",
+        Some(call_id("c1")),
+    ));
+    assert_eq!(h.phase(), Some(CallPhase::Dialing));
+}
