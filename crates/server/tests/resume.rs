@@ -217,7 +217,7 @@ struct Binary {
 }
 
 impl Binary {
-    fn start(listen: &str, state: std::path::PathBuf) -> Self {
+    fn start(listen: &str) -> Self {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -227,10 +227,10 @@ impl Binary {
                 &APP.to_string(),
                 "--resume-secs",
                 "3",
+                // Nothing on disk: a restart keeps nothing, and no state is shared between runs.
+                "--memory-only",
             ])
             .env("TINCAN_SECRET_KEY", SECRET)
-            // Whatever the server keeps on disk goes in a folder of the test's own.
-            .env("STATE_DIRECTORY", &state)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -313,21 +313,13 @@ impl Drop for Binary {
     }
 }
 
-fn state_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("tincan-resume-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Kill and restart the real binary mid-call: both parties claim the call, it is re-created with
 /// its original start, signals flow and hang-up works; a third user's claim made in between pairs
 /// with nothing; a claim whose peer never comes back ends after the grace, and the late peer is
 /// told so.
 #[tokio::test]
 async fn a_server_restart_recreates_the_call_from_both_claims() {
-    let state = state_dir("restart");
-    let mut srv = Binary::start("127.0.0.1:0", state.clone());
+    let mut srv = Binary::start("127.0.0.1:0");
     let rig = srv.rig();
     let (alice, bob) = rig.connected("r1", "alice", "bob").await;
     let started = now_ms();
@@ -337,7 +329,7 @@ async fn a_server_restart_recreates_the_call_from_both_claims() {
     let addr = srv.addr.clone();
     srv.kill();
     drop((alice, bob, carol, dave));
-    let mut srv = Binary::start(&addr, state.clone());
+    let mut srv = Binary::start(&addr);
     assert_eq!(srv.addr, addr, "restarted on the same port");
     let rig = srv.rig();
 
@@ -396,5 +388,4 @@ async fn a_server_restart_recreates_the_call_from_both_claims() {
     );
     assert_ended(&bob.recv().await, EndReason::Hangup, "bob");
     srv.kill();
-    let _ = std::fs::remove_dir_all(&state);
 }
