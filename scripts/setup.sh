@@ -6,7 +6,9 @@ set -euo pipefail
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: Tauri/WebKitGTK build deps, the headless test rig (Xvfb, WebKitWebDriver,
-# gnome-keyring, dbus), Chromium and Firefox ESR for browser tests, GStreamer for the native media engine.
+# gnome-keyring, dbus), Chromium and Firefox ESR for browser tests, GStreamer for the native media engine,
+# and a real tray host and notification daemon that draw under Xvfb (status-notifier-watcher,
+# gtk-sni-tray-standalone, dunst) for the tray e2e's screenshots.
 APT_PACKAGES=(
   build-essential pkg-config file curl libssl-dev
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
@@ -15,6 +17,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils dunst
 )
 
 missing=()

@@ -311,6 +311,94 @@ class Focus:
 
 # ---- the test ---------------------------------------------------------------------------------
 
+def fill_sign_in(app, user):
+    """The "SDKAppID + secret key" form, each field typed until it holds its value (the view may
+    re-render a field while it is typed into)."""
+    from selenium.webdriver.support.ui import Select
+    app.find("#sign-in-view")
+    Select(app.find("#mode")).select_by_value("secret_key")
+    for css, value in (("#user-id", user), ("#sdk-app-id", str(e.SDK)), ("#secret-key", e.KEY)):
+        for _ in range(5):
+            field = app.find(css)
+            field.clear()
+            field.send_keys(value)
+            time.sleep(0.2)
+            if app.find(css).get_attribute("value") == value:
+                break
+        else:
+            raise AssertionError(f"{css} does not keep {value!r}")
+
+
+REAL_HOST = ("status-notifier-watcher", "gtk-sni-tray-standalone", "dunst", "import")
+
+
+def drawn_by_real_host(desk, focus, url, peers, procs):
+    """Screenshots of the tray item, its menu and the ringing notification as real Debian hosts draw
+    them (haskell-status-notifier-item-utils' watcher, haskell-gtk-sni-tray-utils' standalone tray,
+    dunst; scripts/setup.sh installs them). The test's own watcher and notification server step
+    aside; the app's item registers again with the new watcher by itself."""
+    import shutil
+    missing = [t for t in REAL_HOST if not shutil.which(t)]
+    if missing:
+        log(f"no screenshots with a real tray host: missing {missing}")
+        return
+    desk.run(desk.bus.release_name("org.kde.StatusNotifierWatcher"))
+    desk.run(desk.bus.release_name("org.freedesktop.Notifications"))
+    logf = open(LOG / "tray-hosts.log", "w")
+    # This watcher takes its name before it exports its object, so the app's first registration may
+    # be refused (UnknownObject); the app registers again by itself (src-tauri/src/sni.rs).
+    procs.append(subprocess.Popen(["status-notifier-watcher"], stdout=logf, stderr=logf))
+    time.sleep(0.5)
+    procs.append(subprocess.Popen(["gtk-sni-tray-standalone", "--top", "--beginning", "--size", "48"], stdout=logf, stderr=logf))
+    procs.append(subprocess.Popen(["dunst"], stdout=logf, stderr=logf))
+
+    def registered():
+        try:
+            v = desk.call("org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher",
+                          "org.freedesktop.DBus.Properties", "Get", "ss",
+                          ["org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"])[0]
+            return [x for x in v.value if "StatusNotifierItem" in x]
+        except RuntimeError as err:
+            log(f"watcher: {err}")
+            return []
+    try:
+        wait("the app's item registered with the real watcher", registered, timeout=15)
+    except AssertionError:
+        log(f"watcher owner {desk.owner('org.kde.StatusNotifierWatcher')}, items {registered()}")
+        raise
+    check("the item registers again with a watcher that starts later", True, registered())
+    time.sleep(1.5)
+
+    def shot(name):
+        path = e.SHOTS / f"{name}.png"
+        subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=30)
+        log(f"screenshot {path}")
+
+    peer = e.Peer(url, "hana")
+    peers.append(peer)
+    call_id = str(uuid.uuid4())
+    peer.send({"type": "invite", "call_id": call_id, "callee": "alice", "call_type": "audio",
+               "timeout_secs": 60})
+    peer.expect("ringing")
+    time.sleep(2)
+    shot("21-tray-ringing-notification")
+    # Right-click the first icon of the tray bar (top left): the host opens the item's dbusmenu.
+    from Xlib.ext import xtest
+    x, y = 24, 24
+    focus.d.screen().root.warp_pointer(x, y)
+    focus.d.sync()
+    xtest.fake_input(focus.d, X.ButtonPress, 3)
+    xtest.fake_input(focus.d, X.ButtonRelease, 3)
+    focus.d.sync()
+    time.sleep(1.5)
+    shot("22-tray-menu-ringing")
+    xtest.fake_input(focus.d, X.KeyPress, focus.d.keysym_to_keycode(0xff1b))  # Escape
+    xtest.fake_input(focus.d, X.KeyRelease, focus.d.keysym_to_keycode(0xff1b))
+    focus.d.sync()
+    peer.send({"type": "cancel", "call_id": call_id})
+    peer.expect("call_ended")
+
+
 def main():
     for p in (e.APP, e.SERVER):
         if not p.exists():
@@ -345,7 +433,7 @@ def main():
                                   stderr=open(LOG / "tray-app-b.log", "w"))
         procs.append(second)
         app = e.App(driver)
-        e.fill_secret_key_form(app, "alice", e.KEY)
+        fill_sign_in(app, "alice")
         app.find("#sign-in").click()
         app.find("#home-view")
         app.wait_text("#connection", "Online")
@@ -557,6 +645,7 @@ def main():
         except subprocess.TimeoutExpired:
             pass
         check("'Quit tincan' ends the app", second.poll() is not None)
+        drawn_by_real_host(desk, focus, url, peers, procs)
         log(f"PASS ({len(CHECKS)} checks)")
     finally:
         for p in peers:

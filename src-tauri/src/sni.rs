@@ -21,9 +21,10 @@ use tauri::image::Image;
 /// Called with the menu item's id ("show", "accept", "decline", "quit") when the user picks it.
 pub type OnMenu = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// Whether a StatusNotifierWatcher has the item: unknown, online, offline.
+/// Whether a StatusNotifierWatcher has the item: unknown, online, offline; and a nudge to register
+/// again.
 #[derive(Debug, Default)]
-pub struct Presence(AtomicU8);
+pub struct Presence(AtomicU8, tokio::sync::Notify);
 
 impl Presence {
     const ONLINE: u8 = 1;
@@ -81,6 +82,19 @@ impl SniTray {
     /// Replaces what the item shows (ksni then signals only the properties that changed).
     pub fn set_view(&mut self, view: TrayView) {
         self.view = view;
+    }
+
+    /// This item, for a new service (the old one keeps a copy until it is shut down).
+    fn take(&mut self) -> Self {
+        Self {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            view: self.view.clone(),
+            normal: self.normal.clone(),
+            ringing: self.ringing.clone(),
+            on_menu: self.on_menu.clone(),
+            presence: self.presence.clone(),
+        }
     }
 
     fn item(&self, id: &'static str, label: &str, enabled: bool) -> ksni::MenuItem<Self> {
@@ -153,6 +167,14 @@ impl ksni::Tray for SniTray {
             "no StatusNotifierWatcher: the tray icon is not shown"
         );
         self.presence.0.store(Presence::OFFLINE, Ordering::Relaxed);
+        if matches!(&reason, ksni::OfflineReason::Error(ksni::Error::Watcher(e))
+            if !matches!(e, zbus::fdo::Error::ServiceUnknown(_)))
+        {
+            // A watcher owns its name but refused the item, e.g. one that takes the name before
+            // exporting its object (haskell-status-notifier-item's does): ksni would wait for the
+            // next owner change, so `spawn` registers anew shortly.
+            self.presence.1.notify_one();
+        }
         // Keep the service: a watcher that appears later (a panel started after us) gets the item.
         true
     }
@@ -165,29 +187,54 @@ pub fn spawn(
     mut views: tokio::sync::watch::Receiver<TrayView>,
     presence: Arc<Presence>,
 ) {
-    use ksni::TrayMethods;
     tauri::async_runtime::spawn(async move {
-        let handle = match tray.assume_sni_available(true).spawn().await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::info!(error = %e, "no tray icon (StatusNotifierItem)");
-                presence.0.store(Presence::OFFLINE, Ordering::Relaxed);
-                return;
-            }
+        let Some(mut handle) = start(tray, &presence).await else {
+            return;
         };
-        // Online unless the watcher was found missing while spawning.
-        let _ =
-            presence
-                .0
-                .compare_exchange(0, Presence::ONLINE, Ordering::Relaxed, Ordering::Relaxed);
+        let mut retries = 0u32;
         loop {
             let view = views.borrow_and_update().clone();
             if handle.update(|t| t.set_view(view)).await.is_none() {
                 return;
             }
-            if views.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = views.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = presence.1.notified(), if retries < 5 => {
+                    retries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    // The same item again, on a fresh service (and bus name), which registers.
+                    let Some(tray) = handle.update(|t| t.take()).await else { return };
+                    handle.shutdown().await;
+                    let Some(h) = start(tray, &presence).await else { return };
+                    handle = h;
+                }
             }
         }
     });
+}
+
+/// Starts the item's service; online unless the watcher was found missing (or refused it) meanwhile.
+async fn start(tray: SniTray, presence: &Presence) -> Option<ksni::Handle<SniTray>> {
+    use ksni::TrayMethods;
+    presence.0.store(0, Ordering::Relaxed);
+    match tray.assume_sni_available(true).spawn().await {
+        Ok(h) => {
+            let _ = presence.0.compare_exchange(
+                0,
+                Presence::ONLINE,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            Some(h)
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "no tray icon (StatusNotifierItem)");
+            presence.0.store(Presence::OFFLINE, Ordering::Relaxed);
+            None
+        }
+    }
 }
