@@ -153,3 +153,24 @@ fn every_error_code_and_end_reason_is_documented() {
         );
     }
 }
+
+/// "Fields" in docs/PROTOCOL.md's conventions: which optional fields take `null`.
+#[test]
+fn optional_fields_take_null_where_documented() {
+    for ok in [
+        r#"{"type":"ping","nonce":null}"#,
+        r#"{"type":"invite","call_id":"c","callee":"bob","timeout_secs":null}"#,
+        r#"{"type":"signal","call_id":"c","signal":{"kind":"candidate","candidate":"candidate:1 1 udp 1 192.0.2.1 1 typ host","sdp_mid":null,"sdp_m_line_index":null}}"#,
+        r#"{"type":"invite","call_id":"c","callee":"bob"}"#,
+        r#"{"type":"reject","call_id":"c"}"#,
+    ] {
+        ClientMessage::decode(ok).unwrap_or_else(|e| panic!("{e}: {ok}"));
+    }
+    for bad in [
+        r#"{"type":"reject","call_id":"c","busy":null}"#,
+        r#"{"type":"invite","call_id":"c","callee":"bob","call_type":null}"#,
+        r#"{"type":"signal","call_id":"c","signal":{"kind":"offer","sdp":"v=0","ice_restart":null}}"#,
+    ] {
+        assert!(ClientMessage::decode(bad).is_err(), "{bad}");
+    }
+}
