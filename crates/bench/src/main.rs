@@ -161,6 +161,9 @@ async fn tincan_start() -> (tincan_server::ServerHandle, SocketAddr) {
     cfg.rate_per_sec = 1_000_000;
     cfg.rate_burst = 1_000_000;
     cfg.max_connections = 1_000_000;
+    // A load generator is many users on a few source addresses: no per-address caps.
+    cfg.max_conns_per_ip = usize::MAX;
+    cfg.max_unauth_per_ip = usize::MAX;
     // The benchmark rings the same pairs back to back; the invite limits are for people.
     cfg.switchboard.max_invites_per_minute = u32::MAX;
     cfg.switchboard.max_pair_invites = u32::MAX;
@@ -818,6 +821,13 @@ async fn idle(sessions: usize, server_bin: Option<std::path::PathBuf>) {
             c.args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
                 .arg(APP.to_string())
                 .args(["--max-connections", "1000000", "--memory-only"])
+                // Many users on a few source addresses: no per-address caps.
+                .args([
+                    "--max-conns-per-ip",
+                    "1000000",
+                    "--max-unauth-per-ip",
+                    "1000000",
+                ])
                 .env("TINCAN_SECRET_KEY", KEY)
                 .env("RUST_LOG", "warn,tincan_server=info")
                 .env("NO_COLOR", "1");
