@@ -9,7 +9,10 @@
 //!
 //! Modes: `relay` (ping-pong between the parties of connected calls), `idle` (signed-in sessions
 //! and the server's RSS per session, the server as its own process), `signin` (sign-ins per
-//! second), `calls` (full calls per second, every frame checked for loss and misrouting).
+//! second), `calls` (full calls per second, every frame checked for loss and misrouting), `soak`
+//! (thousands of clients churning against the server process, then a strict account: see soak.rs).
+
+mod soak;
 
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
@@ -86,6 +89,46 @@ enum Mode {
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
     },
+    /// Churn: `clients` users sign in, call, answer, hang up and reconnect at random against a
+    /// tincan-server process, then every call's endings, every signal's delivery, a final round
+    /// that calls every user, /healthz and the server's RSS are checked. Exits 1 on a correctness
+    /// failure (never on time or memory).
+    Soak {
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
+        #[arg(long, default_value_t = 60.0)]
+        secs: f64,
+        /// Seed of every client's choices (printed; default from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Mean pause between a client's actions, milliseconds.
+        #[arg(long, default_value_t = 500)]
+        think_ms: u64,
+        /// Source addresses 127.0.0.1..=127.0.0.N the clients spread over.
+        #[arg(long, default_value_t = 250)]
+        sources: u8,
+        /// tincan-server binary (default: next to this one).
+        #[arg(long)]
+        server_bin: Option<std::path::PathBuf>,
+        /// Use a running server at this address instead of starting one (its SDKAppID and key
+        /// must be --sdkappid and --secret-key).
+        #[arg(long)]
+        connect: Option<SocketAddr>,
+        /// With --connect: the server's pid, to read its RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// An extra argument for the server process (repeat for more), e.g. a raised limit.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+        /// The server's --resume-secs (how long a dropped party's connected call is held): short,
+        /// so held calls of devices that never come back end within the soak.
+        #[arg(long, default_value_t = 5)]
+        resume_secs: u32,
+        #[arg(long, default_value_t = APP)]
+        sdkappid: u64,
+        #[arg(long, default_value = KEY)]
+        secret_key: String,
+    },
     /// Everything, briefly (CI: keeps the benchmark building and running; under a minute).
     Smoke,
     /// Run the bare relay alone (used by `idle` for its baseline process).
@@ -117,6 +160,39 @@ fn main() {
             } => idle(sessions, server_bin).await,
             Mode::Signin { connectors, secs } => signin(connectors, secs).await,
             Mode::Calls { pairs, secs } => calls(pairs, secs).await,
+            Mode::Soak {
+                clients,
+                secs,
+                seed,
+                think_ms,
+                sources,
+                server_bin,
+                connect,
+                server_pid,
+                server_args,
+                resume_secs,
+                sdkappid,
+                secret_key,
+            } => {
+                let ok = soak::soak(soak::Opts {
+                    clients,
+                    secs,
+                    seed,
+                    think_ms,
+                    sources,
+                    server_bin,
+                    connect,
+                    server_pid,
+                    server_args,
+                    resume_secs,
+                    sdk_app_id: sdkappid,
+                    secret_key,
+                })
+                .await;
+                if !ok {
+                    std::process::exit(1);
+                }
+            }
             Mode::Smoke => {
                 relay(10, 0.5, 1).await;
                 signin(10, 0.5).await;
