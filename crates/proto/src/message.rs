@@ -366,8 +366,8 @@ pub enum ServerMessage {
         duration_ms: Option<u64>,
     },
     /// The answer to `resume_call`: the server holds this call for this device again (the peer may
-    /// still be away: then `peer_reconnecting` follows). `connected_at_ms` is when the call
-    /// connected, server clock.
+    /// still be away: then `peer_reconnecting` came just before). `connected_at_ms` is when the
+    /// call connected, server clock.
     CallResumed {
         call_id: CallId,
         peer: UserId,

@@ -189,8 +189,8 @@ async fn a_third_user_claiming_a_live_call_learns_nothing_and_changes_nothing() 
     let (mut alice, mut bob) = connected(&s, "c5").await;
     let mut mallory = s.login("mallory", "m1").await;
     mallory.send(&resume("c5", "bob", now_ms())).await;
-    assert_resumed(&mallory.recv().await, "bob");
     assert_eq!(assert_reconnecting(&mallory.recv().await, "bob"), 2);
+    assert_resumed(&mallory.recv().await, "bob");
     mallory.send(&mute("c5")).await;
     mallory.expect_error(ErrorCode::PeerAbsent).await;
     // A second claim (naming the other party) is refused: one claim at a time.
@@ -337,12 +337,12 @@ async fn a_server_restart_recreates_the_call_from_both_claims() {
     // naming bob, then bob claims naming alice.
     let mut alice = rig.login("alice", "alice-d").await;
     alice.send(&resume("r1", "bob", started + 150)).await;
-    assert_eq!(assert_resumed(&alice.recv().await, "bob"), started + 150);
     assert_eq!(assert_reconnecting(&alice.recv().await, "bob"), 3);
+    assert_eq!(assert_resumed(&alice.recv().await, "bob"), started + 150);
     let mut mallory = rig.login("mallory", "mallory-d").await;
     mallory.send(&resume("r1", "bob", started)).await;
-    assert_resumed(&mallory.recv().await, "bob");
     assert_reconnecting(&mallory.recv().await, "bob");
+    assert_resumed(&mallory.recv().await, "bob");
     let mut bob = rig.login("bob", "bob-d").await;
     bob.send(&resume("r1", "alice", started)).await;
     assert_eq!(assert_resumed(&bob.recv().await, "alice"), started);
@@ -369,8 +369,8 @@ async fn a_server_restart_recreates_the_call_from_both_claims() {
     // Only carol comes back for her call: her claim ends after the grace.
     let mut carol = rig.login("carol", "carol-d").await;
     carol.send(&resume("r2", "dave", started)).await;
-    assert_resumed(&carol.recv().await, "dave");
     assert_reconnecting(&carol.recv().await, "dave");
+    assert_resumed(&carol.recv().await, "dave");
     assert_ended(&mallory.recv().await, EndReason::ConnectionLost, "bob");
     assert_ended(&carol.recv().await, EndReason::ConnectionLost, "dave");
     let mut dave = rig.login("dave", "dave-d").await;

@@ -568,32 +568,36 @@ impl Switchboard {
                 let connected_at = call.connected_at_ms().unwrap_or(now_ms);
                 let other = other.unwrap_or_else(|| me.clone());
                 let was_absent = self.resume.remove_absence(&call_id, me);
+                // A peer still away is told first, so a client that sends what it kept the
+                // moment it hears `call_resumed` already knows to keep it a little longer.
+                let peer_away = self.resume.absent_deadline(&call_id, &other);
+                if let Some(t) = peer_away {
+                    out.push(Action::Send(
+                        sid,
+                        ServerMessage::PeerReconnecting {
+                            call_id: call_id.clone(),
+                            peer: peer.clone(),
+                            grace_secs: t.saturating_sub(now_ms).div_ceil(1000) as u32,
+                        },
+                    ));
+                }
                 out.push(Action::Send(
                     sid,
                     ServerMessage::CallResumed {
                         call_id: call_id.clone(),
-                        peer: peer.clone(),
+                        peer,
                         connected_at_ms: connected_at,
                     },
                 ));
-                match self.resume.absent_deadline(&call_id, &other) {
-                    Some(t) => out.push(Action::Send(
-                        sid,
-                        ServerMessage::PeerReconnecting {
-                            call_id,
-                            peer,
-                            grace_secs: t.saturating_sub(now_ms).div_ceil(1000) as u32,
-                        },
-                    )),
-                    None if was_absent => self.send_to(
+                if peer_away.is_none() && was_absent {
+                    self.send_to(
                         &other,
                         ServerMessage::PeerReconnected {
                             call_id,
                             peer: me.user.clone(),
                         },
                         out,
-                    ),
-                    None => {}
+                    );
                 }
                 return;
             }
@@ -693,20 +697,21 @@ impl Switchboard {
         left_ms: u64,
         out: &mut Vec<Action>,
     ) {
+        // `peer_reconnecting` first, as for a held call whose peer is still away.
         out.push(Action::Send(
             sid,
-            ServerMessage::CallResumed {
+            ServerMessage::PeerReconnecting {
                 call_id: call_id.clone(),
                 peer: peer.clone(),
-                connected_at_ms,
+                grace_secs: left_ms.div_ceil(1000) as u32,
             },
         ));
         out.push(Action::Send(
             sid,
-            ServerMessage::PeerReconnecting {
+            ServerMessage::CallResumed {
                 call_id,
                 peer,
-                grace_secs: left_ms.div_ceil(1000) as u32,
+                connected_at_ms,
             },
         ));
     }
@@ -1048,8 +1053,8 @@ mod tests {
         assert!(matches!(
             to(&out, 5)[..],
             [
-                ServerMessage::CallResumed { .. },
-                ServerMessage::PeerReconnecting { .. }
+                ServerMessage::PeerReconnecting { .. },
+                ServerMessage::CallResumed { .. }
             ]
         ));
     }
@@ -1122,8 +1127,8 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(shape(to(&m1, 3)), vec!["resumed", "reconnecting"]);
-        assert_eq!(shape(to(&a1, 1)), vec!["resumed", "reconnecting"]);
+        assert_eq!(shape(to(&m1, 3)), vec!["reconnecting", "resumed"]);
+        assert_eq!(shape(to(&a1, 1)), vec!["reconnecting", "resumed"]);
         assert!(to(&a1, 2).is_empty() && to(&m1, 2).is_empty());
         // A claimant is busy; the user it names is not.
         r.login(4, p("carol", "c1"));
