@@ -60,4 +60,8 @@ if [ -n "${WASM_BINDGEN_VERSION}" ]; then
     cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}" --force
   fi
 fi
+# Fuzzing (scripts/fuzz.sh): libFuzzer needs a nightly rustc; cargo-fuzz 0.13.2 builds with 1.95.
+rustup toolchain list 2>/dev/null | grep -q '^nightly' \
+  || rustup toolchain install nightly --profile minimal
+install_tool cargo-fuzz --locked cargo-fuzz --version 0.13.2
 echo "setup: ok"

@@ -4,6 +4,7 @@
 #   2. cargo test --workspace: protocol, UserSig vectors, property tests, the server on loopback with
 #      real WebSocket clients, the desktop backend against a real server, two native media engines
 #      then a short benchmark run (crates/bench: tincan against a bare relay; figures printed, never asserted)
+#      then the fuzz targets, 40 s each (scripts/fuzz.sh: client-message decoder, UserSig decoder, SDP checks)
 #   3. keyring tests against a real gnome-keyring (dbus-run-session)
 #   4. the desktop app in its real webview (Xvfb + tauri-driver + WebKitWebDriver), including a call
 #      whose audio the app's native engine carries to the browser client in headless Chromium
@@ -28,6 +29,8 @@ cargo test --workspace
 echo "== benchmark smoke run (crates/bench; figures are printed, never asserted; BENCHMARKS.md)"
 cargo build -p tincan-server -p tincan-bench
 timeout 120 target/debug/tincan-bench smoke
+echo "== fuzzing (scripts/fuzz.sh: client messages, UserSigs, SDP; 40 s each here)"
+FUZZ_SECS="${FUZZ_SECS:-40}" scripts/fuzz.sh
 echo "== keyring tests"
 scripts/test-desktop.sh keyring
 echo "== desktop end to end"
