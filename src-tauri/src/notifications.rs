@@ -11,9 +11,11 @@
 //!   action (clicking the notification) showing the call, hints `urgency` = 2 (critical) and
 //!   `category` = `call.incoming`, no expiry (the ring's end closes it with `CloseNotification`).
 //!   tauri-plugin-notification cannot set those hints nor close a notification it showed.
-//! - **macOS / Windows**: tauri-plugin-notification (notify-rust / WinRT toast), which shows the title
-//!   and body only: no action buttons and no closing from the app there, so the tray's
-//!   Accept / Decline and the window are the way to answer (see `crate::shell`).
+//! - **macOS / Windows**: tauri-plugin-notification (notify-rust / WinRT toast) with an action type:
+//!   Accept and Decline buttons (macOS: in an "Options" menu) and a click showing the call
+//!   (`crate::shell::plugin_notices`). It sets no urgency or category there and cannot remove a
+//!   shown notification, so a toast may outlive the ring until the OS hides it; answering a stale
+//!   one does nothing, since the call is checked first.
 
 use tincan_ipc::{AppEvent, CallPhase, CallView, Direction};
 use tincan_proto::{CallId, UserId};

@@ -15,8 +15,6 @@ use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
-#[cfg(not(target_os = "linux"))]
-use tauri_plugin_notification::NotificationExt;
 use tincan_ipc::{AppEvent, CallPhase, EVENT};
 use tincan_proto::{CallId, UserId};
 
@@ -320,28 +318,90 @@ fn desktop_presence<R: Runtime>(app: &AppHandle<R>, profile: &str) -> (Present, 
             }
         };
         let has = tray.is_some();
-        let notify_app = app.clone();
+        let notices = plugin_notices(app);
         let feed = move |ev: &AppEvent| {
             if let Some(t) = &tray {
                 t.on_event(ev);
             }
             for action in lock(&notice).apply(ev) {
-                // tauri-plugin-notification on macOS / Windows: title and body only, no action
-                // buttons, and a shown notification cannot be closed from here.
-                if let crate::notifications::NoticeAction::Show { caller, .. } = action {
-                    let shown = notify_app
-                        .notification()
-                        .builder()
-                        .title(crate::notifications::summary())
-                        .body(crate::notifications::body(&caller))
-                        .show();
-                    if let Err(e) = shown {
-                        tracing::info!(%e, "no desktop notification");
-                    }
-                }
+                notices(action);
             }
         };
         (Box::new(feed), HasTray(Box::new(move || has)))
+    }
+}
+
+/// macOS / Windows: the ringing notification through tauri-plugin-notification: Accept and Decline
+/// buttons (an action type; on macOS in an "Options" menu) and a click on it showing the call. What
+/// the plugin cannot do there: set urgency or a category, and remove a shown notification
+/// (notify-rust cannot), so a toast outlives the ring until the OS hides it; answering a stale one
+/// does nothing, since the call is checked first. (Compiled everywhere, used off Linux.)
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+fn plugin_notices<R: Runtime>(
+    app: &AppHandle<R>,
+) -> impl Fn(crate::notifications::NoticeAction) + Send + Sync + 'static {
+    use crate::notifications::{body, summary, NoticeAction};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use tauri_plugin_notification::{Action, ActionType, NotificationExt};
+    const TYPE: &str = "incoming-call";
+    let plugin = app.notification();
+    let _ = plugin.register_action_types(vec![ActionType::builder(TYPE)
+        .actions(vec![
+            Action::builder("accept", "Accept").build(),
+            Action::builder("decline", "Decline").build(),
+        ])
+        .build()]);
+    // Notification id -> the call it rings for.
+    let calls: Arc<Mutex<HashMap<i32, CallId>>> = Arc::default();
+    let (seen, choice_app) = (calls.clone(), app.clone());
+    let _ = plugin.on_action(move |performed| {
+        let Some(id) = performed.notification().map(|n| n.id()) else {
+            return;
+        };
+        let Some(call_id) = lock(&seen).get(&id).cloned() else {
+            return;
+        };
+        let choice = match performed.action_id() {
+            "tap" => Some(Choice::Show),
+            key => Choice::from_key(key),
+        };
+        if let Some(choice) = choice {
+            on_notice_choice(&choice_app, call_id, choice);
+        }
+    });
+    let app = app.clone();
+    let next = AtomicI32::new(1);
+    move |action| match action {
+        NoticeAction::Show { call_id, caller } => {
+            let id = next.fetch_add(1, Ordering::Relaxed);
+            lock(&calls).insert(id, call_id);
+            let shown = app
+                .notification()
+                .builder()
+                .id(id)
+                .action_type_id(TYPE)
+                .title(summary())
+                .body(body(&caller))
+                .show();
+            if let Err(e) = shown {
+                tracing::info!(%e, "no desktop notification");
+            }
+        }
+        NoticeAction::Close { call_id } => {
+            let ids: Vec<i32> = {
+                let mut calls = lock(&calls);
+                let ids = calls
+                    .iter()
+                    .filter(|(_, c)| **c == call_id)
+                    .map(|(id, _)| *id)
+                    .collect();
+                calls.retain(|_, c| *c != call_id);
+                ids
+            };
+            // A no-op on macOS / Windows (see above); kept for the platforms where it works.
+            let _ = app.notification().remove_active(ids);
+        }
     }
 }
 
