@@ -54,9 +54,7 @@ async fn full_call_relays_media_and_reports_duration() {
     );
     assert_eq!(
         alice.recv().await,
-        ServerMessage::Ringing {
-            call_id: cid("c1"),
-        }
+        ServerMessage::Ringing { call_id: cid("c1") }
     );
 
     // The caller's offer travels while the callee is still ringing.
@@ -309,10 +307,7 @@ async fn every_device_rings_and_the_first_answer_wins() {
     alice.send(&invite("c1", "bob", None)).await;
     assert!(matches!(b1.recv().await, ServerMessage::Invited { .. }));
     assert!(matches!(b2.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(
-        alice.recv().await,
-        ServerMessage::Ringing { .. }
-    ));
+    assert!(matches!(alice.recv().await, ServerMessage::Ringing { .. }));
     // The early offer reaches both ringing devices.
     alice
         .send(&ClientMessage::Signal {

@@ -94,10 +94,7 @@ async fn wss_sign_in_and_a_call_with_the_test_ca() {
         })
         .await;
     assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(
-        alice.recv().await,
-        ServerMessage::Ringing { .. }
-    ));
+    assert!(matches!(alice.recv().await, ServerMessage::Ringing { .. }));
 
     // Plain ws:// to a TLS port does not work (no downgrade).
     let plain = url.replace("wss://", "ws://");

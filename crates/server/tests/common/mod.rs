@@ -202,10 +202,7 @@ pub async fn ringing(s: &TestServer, call: &str) -> (Client, Client) {
     let mut bob = s.login("bob", "b1").await;
     alice.send(&invite(call, "bob", None)).await;
     assert!(matches!(bob.recv().await, ServerMessage::Invited { .. }));
-    assert!(matches!(
-        alice.recv().await,
-        ServerMessage::Ringing { .. }
-    ));
+    assert!(matches!(alice.recv().await, ServerMessage::Ringing { .. }));
     (alice, bob)
 }
 
