@@ -12,6 +12,8 @@ Chromium's from 10 ms samples).
 (a) the app's signaling connection is cut for 10 s mid-call: the app shows "Reconnecting…" with the
     timer running, Chromium "alice is reconnecting…"; audio keeps crossing both ways with no gap
     > 200 ms; the app signs in again (a fresh UserSig for the new connection) and resumes the call;
+ICE across the gap: the app's connection cut and Chromium frozen, so the app's engine rebuilds its
+    connection and re-offers while offline; the offer is sent after the resume and audio comes back;
 (b) tincan-server is killed (SIGKILL) and restarted mid-call: both sign in again, announce the call,
     the new server re-creates it; same audio check; hang-up from the app ends it on both sides;
 (c) the server restarted with --resume-secs 3, a new call, the app's connection cut for 10 s: Chromium's
@@ -195,6 +197,35 @@ def main():
         app.wait_text("#connection", "Online")
         time.sleep(1.0)
         check_audio("app cut 10 s", app, browser, since)
+
+        # ICE across the gap: the app's signaling is cut and Chromium frozen, so the app's native
+        # engine finds its connection broken while it cannot reach the server; it rebuilds its pipe and
+        # re-offers (ice_restart). The offer is kept, sent after the resume, and answered: only then can
+        # audio cross again (the old pipe is gone).
+        restarts = app_media(app).get("ice_restarts") or 0
+        pids = web.chromium_pids(os.path.join(work, "profile-bob-resume"))
+        assert pids, "bob's Chromium processes"
+        cut_at = time.time()
+        proxy.cut()
+        web.freeze(pids, True)
+        try:
+            web.wait_for("the app restarts ICE while offline",
+                         lambda: (app_media(app).get("ice_restarts") or 0) > restarts, 20)
+            log(f"the app restarted ICE {time.time() - cut_at:.1f} s into the cut")
+            app.find("#call-reconnecting")
+            time.sleep(max(0.0, CUT_SECS - (time.time() - cut_at)))
+        finally:
+            web.freeze(pids, False)
+        time.sleep(1.0)
+        proxy.restore()
+        restored = time.time()
+        web.wait_for("the app resumed", lambda: not app_shows(app, "#call-reconnecting"), 20)
+        web.wait_for("the app hears Chromium again", lambda: app_hears(app, BROWSER_TONE, 4), 30)
+        web.wait_for("Chromium hears the app again", lambda: browser_hears(browser, APP_TONE), 15)
+        log(f"restart delivered after the resume: audio back both ways {time.time() - restored:.1f} s "
+            "after the proxy came back")
+        app.find("#in-call-view")
+        assert web.screen(browser) == "incall"
 
         # (b) the server is killed and restarted mid-call.
         since = time.time() * 1000

@@ -45,13 +45,16 @@ struct GapMeter {
 }
 
 impl GapMeter {
-    fn sample(&mut self, now: f64, level: f64) {
+    /// One reading; `span_ms` is how much audio a reading covers (see
+    /// `MediaSession::level_span_ms`): the silence lies between the last reading that heard the peer
+    /// and the start of the one that hears it again.
+    fn sample(&mut self, now: f64, level: f64, span_ms: f64) {
         if level < GAP_LEVEL {
             self.silent = self.last_heard.is_some();
             return;
         }
         if let (Some(last), true) = (self.last_heard, self.silent) {
-            let len = now - last;
+            let len = (now - last - span_ms).max(0.0);
             self.longest_ms = self.longest_ms.max(len);
             if self.gaps.len() == GAPS_KEPT {
                 self.gaps.pop_front();
@@ -581,8 +584,11 @@ impl Controller {
         if self.inner.borrow().status.first_audio_at.is_none() {
             return;
         }
-        let level = session.peer_level_now();
-        self.inner.borrow_mut().gap.sample(precise_now_ms(), level);
+        let (level, span) = (session.peer_level_now(), session.level_span_ms());
+        self.inner
+            .borrow_mut()
+            .gap
+            .sample(precise_now_ms(), level, span);
     }
 
     /// Writes `window.__tincan_media`.

@@ -209,6 +209,11 @@ pub trait MediaSession {
     fn peer_level_now(&self) -> f64 {
         self.levels().peer
     }
+    /// How much audio one level reading covers, ms (0: a reading is of the current instant). A
+    /// silence between two readings that heard the peer is at most their distance minus this.
+    fn level_span_ms(&self) -> f64 {
+        0.0
+    }
     /// Dominant frequency of the peer's audio, Hz (diagnostics and tests).
     fn peer_peak_hz(&self) -> Option<f64>;
     /// ICE connection state, as the engine names it.

@@ -314,6 +314,12 @@ impl MediaSession for NativeSession {
         self.state.borrow().connection.clone()
     }
 
+    fn level_span_ms(&self) -> f64 {
+        // The engine's level element reports every 100 ms (`EngineConfig::meter_interval_ms`), each
+        // reading the RMS of the 100 ms before it.
+        100.0
+    }
+
     fn ice_restarts(&self) -> u32 {
         self.state.borrow().restarts
     }
