@@ -408,3 +408,70 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_counted() {
     let mut c = login_on(ws, "fay", "f1", s.sig("fay")).await;
     c.ws.close(None).await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_path_counts_and_times_connections_too() {
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::test_ca::Ca::new("tincan test CA");
+    let (cert, key) = ca.server_cert();
+    let files = tincan_server::tls::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, cert).unwrap();
+    std::fs::write(&files.key, key).unwrap();
+    let s = server_with(|c| {
+        c.tls = Some(files);
+        c.header_timeout = Duration::from_secs(1);
+        c.max_unauth_per_ip = 1;
+    })
+    .await;
+    let addr = s.handle.local_addr();
+    // A TLS client that finishes its handshake, then trickles header lines.
+    let tcp = tcp_from("127.0.0.11", addr).await;
+    let connector = tokio_rustls::TlsConnector::from(ca.client());
+    let mut tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // It holds the address's one unauthenticated place: another connection from there is closed
+    // at once, before any TLS work (no ServerHello, just the close).
+    let mut second = tcp_from("127.0.0.11", addr).await;
+    let t = closed_within(&mut second, Duration::from_secs(1)).await;
+    assert!(t < Duration::from_millis(900), "{t:?}");
+    // A user elsewhere signs in over wss meanwhile.
+    let tcp = tcp_from("127.0.0.12", addr).await;
+    let url = format!("wss://127.0.0.1:{}/ws", addr.port());
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(
+        url,
+        tcp,
+        None,
+        Some(tokio_tungstenite::Connector::Rustls(ca.client())),
+    )
+    .await
+    .expect("wss from another address");
+    let _user = login_on(ws, "gus", "g1", s.sig("gus")).await;
+    // The trickler is cut off at the header timeout, however steadily it trickles.
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    let closed = loop {
+        if start.elapsed() > Duration::from_secs(5) {
+            break None;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                if tls.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    break Some(start.elapsed());
+                }
+            }
+        }
+    };
+    let t = closed.expect("the TLS slowloris connection was kept open for 5 s");
+    assert!(t < Duration::from_secs(3), "closed after {t:?}");
+}
