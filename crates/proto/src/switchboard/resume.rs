@@ -986,6 +986,50 @@ mod tests {
     }
 
     #[test]
+    fn both_parties_away_each_resume_and_the_first_hears_the_other_come_back() {
+        let mut r = Rig::connected();
+        r.drop_(1);
+        r.advance(4_000);
+        // Bob drops too: nobody is left to tell.
+        assert!(r.drop_(2).is_empty());
+        r.advance(2_000);
+        r.login(3, p("alice", "a1"));
+        let out = r.send(3, resume("c", "bob", 0));
+        assert!(
+            matches!(
+                to(&out, 3)[..],
+                [
+                    ServerMessage::PeerReconnecting { grace_secs: 28, .. },
+                    ServerMessage::CallResumed { .. }
+                ]
+            ),
+            "{out:?}"
+        );
+        // Alice's signals wait for bob.
+        assert_eq!(
+            error_code(&r.send(3, mute("c")), 3),
+            Some(ErrorCode::PeerAbsent)
+        );
+        r.advance(20_000);
+        r.login(4, p("bob", "b1"));
+        let out = r.send(4, resume("c", "alice", 0));
+        assert!(matches!(
+            to(&out, 4)[..],
+            [ServerMessage::CallResumed { .. }]
+        ));
+        assert!(matches!(
+            to(&out, 3)[..],
+            [ServerMessage::PeerReconnected { .. }]
+        ));
+        // Neither old grace period ends the call now.
+        assert!(r.advance(60_000).is_empty());
+        assert!(matches!(
+            to(&r.send(3, mute("c")), 4)[..],
+            [ServerMessage::Signal { .. }]
+        ));
+    }
+
+    #[test]
     fn another_device_cannot_pick_the_call_up() {
         let mut r = Rig::connected();
         r.drop_(1);
