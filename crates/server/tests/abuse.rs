@@ -327,3 +327,28 @@ async fn the_idle_timeout_counts_from_the_last_frame_not_the_next_heartbeat() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
 }
+
+#[tokio::test]
+async fn a_replaced_party_hears_its_connected_call_end_when_calls_are_not_held() {
+    // With resume on (the default) the call is held for the new connection instead
+    // (tests/resume.rs); without it the replacement ends the call, once for each side.
+    let s = server_with(|c| c.switchboard.resume_secs = 0).await;
+    let (mut alice, mut bob) = connected(&s, "c1").await;
+    let mut bob_again = s.login("bob", "b1").await;
+    let (reason, by, duration) = ended(&bob.recv().await);
+    assert_eq!((reason, by.as_deref()), (EndReason::Replaced, Some("bob")));
+    assert!(duration.is_some());
+    assert!(matches!(
+        bob.recv().await,
+        ServerMessage::KickedOffline {
+            reason: CloseReason::Replaced
+        }
+    ));
+    let (reason, by, _) = ended(&alice.recv().await);
+    assert_eq!(
+        (reason, by.as_deref()),
+        (EndReason::ConnectionLost, Some("bob"))
+    );
+    bob_again.expect_silence(200).await;
+    alice.expect_silence(0).await;
+}
