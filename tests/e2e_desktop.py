@@ -164,10 +164,17 @@ def fill_secret_key_form(app, user, key):
     """Fills the sign-in form in "SDKAppID + secret key" mode (without submitting it)."""
     app.find("#sign-in-view")
     Select(app.find("#mode")).select_by_value("secret_key")
-    app.find("#user-id").send_keys(user)
-    app.find("#sdk-app-id").clear()
-    app.find("#sdk-app-id").send_keys(str(SDK))
-    app.find("#secret-key").send_keys(key)
+    # Each field is typed until it keeps its value: the view sets a field's initial value when the
+    # mode changes, and keys typed before that render were lost now and then (SDKAppID "1").
+    for css, value in (("#user-id", user), ("#sdk-app-id", str(SDK)), ("#secret-key", key)):
+        for _ in range(5):
+            app.find(css).clear()
+            app.find(css).send_keys(value)
+            time.sleep(0.2)
+            if app.find(css).get_attribute("value") == value:
+                break
+        else:
+            raise AssertionError(f"{css} does not keep {value!r}")
 
 
 def launch(args, env, log_name, attempts=3):
