@@ -107,6 +107,9 @@ impl Switchboard {
                 out.push(Action::Close(old, reason));
             }
         }
+        // With `--single-session`, a call held for another device of the user (`resume`) ends
+        // too: that device was signed out as surely as a kicked one.
+        self.end_held_elsewhere(&party, now_ms, out);
         self.sessions.insert(sid, party.clone());
         self.devices
             .entry(party.user.clone())

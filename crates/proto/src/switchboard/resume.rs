@@ -292,6 +292,29 @@ impl Switchboard {
         true
     }
 
+    /// Called by `login` before the new session joins: with `--single-session` the user's other
+    /// devices are signed out, so a call held for one of them ends as for a kicked device
+    /// (`connection_lost` to the peer, by the user).
+    pub(super) fn end_held_elsewhere(&mut self, party: &Party, now_ms: u64, out: &mut Vec<Action>) {
+        if !self.config.single_session {
+            return;
+        }
+        let held: Vec<(CallId, Party)> = self
+            .resume
+            .absent
+            .iter()
+            .flat_map(|(id, list)| {
+                list.iter()
+                    .filter(|(p, _)| p.user == party.user && p.device != party.device)
+                    .map(|(p, _)| (id.clone(), p.clone()))
+            })
+            .collect();
+        for (id, p) in held {
+            self.resume.remove_absence(&id, &p);
+            let _ = self.apply(&id, CallEvent::Disconnect { party: p }, now_ms, out);
+        }
+    }
+
     /// Called by `leave` for the leaving session: its claim, if any, goes. A dropped or replaced
     /// device claims again when it is back; one that logged out or was kicked hears the call end
     /// with its own reason, and the peer is told so if it claims later.
@@ -1026,6 +1049,44 @@ mod tests {
         assert!(matches!(
             to(&r.send(3, mute("c")), 4)[..],
             [ServerMessage::Signal { .. }]
+        ));
+    }
+
+    #[test]
+    fn with_single_session_signing_in_elsewhere_ends_a_held_call() {
+        let mut r = Rig::new();
+        r.sb = Switchboard::new(Config {
+            single_session: true,
+            ..Config::default()
+        });
+        r.login(1, p("alice", "a1"));
+        r.login(2, p("bob", "b1"));
+        r.send(
+            1,
+            ClientMessage::Invite {
+                call_id: id("c"),
+                callee: user("bob"),
+                call_type: CallType::Audio,
+                timeout_secs: None,
+            },
+        );
+        r.send(2, ClientMessage::Accept { call_id: id("c") });
+        r.drop_(1);
+        let out = r.login(3, p("alice", "a2"));
+        assert_eq!(
+            ended(&out, 2),
+            vec![(EndReason::ConnectionLost, Some(user("alice")))]
+        );
+        assert_eq!(r.sb.calls().count(), 0);
+        // The same device signing in again, though, still finds it held.
+        let mut r = Rig::connected();
+        r.sb.config.single_session = true;
+        r.drop_(1);
+        let out = r.login(3, p("alice", "a1"));
+        assert!(ended(&out, 2).is_empty());
+        assert!(matches!(
+            to(&r.send(3, resume("c", "bob", 0)), 3)[..],
+            [ServerMessage::CallResumed { .. }]
         ));
     }
 
