@@ -355,6 +355,10 @@ fn a_drop_ends_a_ringing_call_in_words() {
         c.ended.as_ref().unwrap().message,
         "The connection to the server was lost."
     );
+    assert_eq!(
+        c.ended.as_ref().unwrap().reason,
+        Some(EndReason::ConnectionLost)
+    );
     assert!(matches!(
         ev[1],
         AppEvent::Connection {

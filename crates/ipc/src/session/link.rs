@@ -9,7 +9,7 @@
 use super::rules::{backoff_ms, close_is_final, keepalive_every_ms, login_error};
 use super::{ClientSession, CommandId, LoginPlan, Millis, Output, PlanError, Reply};
 use crate::{call_view, AppEvent, ConnectionState, ErrorCode, IpcError};
-use tincan_proto::{ClientMessage, CloseReason, ServerMessage};
+use tincan_proto::{ClientMessage, CloseReason, EndReason, ServerMessage};
 
 #[derive(Debug)]
 pub(super) enum Link {
@@ -179,7 +179,7 @@ impl ClientSession {
         // Nothing is resumed after a sign-out: the held call ends with the rest.
         self.held = None;
         self.kept = Default::default();
-        self.drop_call("You signed out.");
+        self.drop_call(None, "You signed out.");
         self.link = Link::SignedOut;
         self.user = None;
         self.set_connection(ConnectionState::SignedOut);
@@ -297,7 +297,11 @@ impl ClientSession {
                 // A connected call is kept and resumed (its media is peer-to-peer); one that had
                 // not connected yet ends.
                 if !self.hold_call(now) {
-                    self.drop_call("The connection to the server was lost.");
+                    // (Titled "Connection lost", as the server tells the peer.)
+                    self.drop_call(
+                        Some(EndReason::ConnectionLost),
+                        "The connection to the server was lost.",
+                    );
                 }
                 self.back_off(now);
             }
@@ -307,10 +311,10 @@ impl ClientSession {
     }
 
     /// Ends a live call locally when the connection goes (the server ends it too).
-    pub(super) fn drop_call(&mut self, message: &str) {
+    pub(super) fn drop_call(&mut self, reason: Option<EndReason>, message: &str) {
         if let Some(mut c) = self.call.clone() {
             if call_view::is_live(&Some(c.clone())) {
-                call_view::end(&mut c, None, message.to_owned());
+                call_view::end(&mut c, reason, message.to_owned());
                 self.set_call(c);
             }
         }
