@@ -635,6 +635,12 @@ def main():
         time.sleep(0.5)
         check("closing the window hides it to the tray (the item stays)",
               desk.props(a)["Id"] == "tincan-tray-a" and not focus.viewable(title_a))
+        # A ring while the window is hidden leaves it hidden: the tray and the notification ring.
+        peer, call_id, nid, _ = ring("ivan")
+        check("a ring does not show a hidden window", not focus.viewable(title_a))
+        peer.send({"type": "cancel", "call_id": call_id})
+        peer.expect("call_ended")
+        wait("CloseNotification after cancel", lambda: nid in desk.notifications.closed)
         focus.reset()
         desk.click(a, "Show tincan")
         wait("the window back from the tray", lambda: focus.viewable(title_a), timeout=10)

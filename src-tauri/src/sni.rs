@@ -238,3 +238,45 @@ async fn start(tray: SniTray, presence: &Presence) -> Option<ksni::Handle<SniTra
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixmaps_are_argb_in_network_order() {
+        let image = Image::new(&[10, 20, 30, 255, 1, 2, 3, 4], 2, 1);
+        let icon = pixmap(&image);
+        assert_eq!((icon.width, icon.height), (2, 1));
+        assert_eq!(icon.data, vec![255, 10, 20, 30, 4, 1, 2, 3]);
+    }
+
+    #[test]
+    fn status_and_tooltip_follow_the_view() {
+        use crate::tray::TrayModel;
+        use ksni::Tray;
+        use tincan_ipc::{AppEvent, ConnectionState};
+        let (normal, ringing) = (Image::new(&[0; 4], 1, 1), Image::new(&[9; 4], 1, 1));
+        let mut model = TrayModel::default();
+        model.apply(&AppEvent::Connection {
+            state: ConnectionState::Online,
+        });
+        model.apply(&AppEvent::User {
+            user: Some(tincan_proto::UserId::new("alice").unwrap()),
+        });
+        let t = SniTray::new(
+            "bob",
+            model.view(),
+            &normal,
+            &ringing,
+            Arc::new(|_: &str| {}),
+            Arc::default(),
+        );
+        assert_eq!(t.id(), "tincan-bob");
+        assert_eq!(t.title(), "tincan — bob");
+        assert!(matches!(t.status(), ksni::Status::Active));
+        assert_eq!(t.tool_tip().title, "tincan: signed in as alice");
+        assert_eq!(t.icon_pixmap()[0].data, vec![0; 4]);
+        assert_eq!(t.menu().len(), 7);
+    }
+}
