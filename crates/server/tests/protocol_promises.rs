@@ -110,7 +110,8 @@ async fn a_device_signing_in_while_a_call_rings_is_rung_with_the_time_left() {
             ..
         } => {
             assert_eq!(call_id, cid("c1"));
-            assert!((18..=19).contains(&timeout_secs), "{timeout_secs}");
+            // 20 s less the 1.1 s waited, rounded up (a loaded machine may take longer to sign in).
+            assert!((12..=19).contains(&timeout_secs), "{timeout_secs}");
         }
         m => panic!("expected invited, got {m:?}"),
     }
