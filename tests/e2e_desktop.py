@@ -245,8 +245,10 @@ def remote_server_flow(audit):
         url = f"ws://127.0.0.1:{port}/ws"
         env = dict(os.environ, TINCAN_SECRET_KEY=KEY)
         procs.append(subprocess.Popen(
+            # This flow calls bob again right after each ending: the abuse limits' re-invite
+            # cooldown and per-pair cap (tested in crates/server) are lifted here.
             [str(SERVER), "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDK),
-             "--memory-only"],
+             "--memory-only", "--min-recall-secs", "0", "--max-pair-invites", "1000"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(SHOTS.parent / "server.log", "w")))
         wait_port(port)
         log(f"tincan-server on {url}")
