@@ -8,7 +8,9 @@
 #      then the fuzz targets, 40 s each (scripts/fuzz.sh: client-message decoder, UserSig decoder, SDP checks)
 #   3. keyring tests against a real gnome-keyring (dbus-run-session)
 #   4. the desktop app in its real webview (Xvfb + tauri-driver + WebKitWebDriver), including a call
-#      whose audio the app's native engine carries to the browser client in headless Chromium
+#      whose audio the app's native engine carries to the browser client in headless Chromium, and its
+#      tray and ringing notification through a StatusNotifierWatcher and a notification server on the
+#      test's own session bus (tests/e2e_desktop_tray.py)
 #   5. media: two headless Chromium instances hear each other through a real server (also over https/wss);
 #      Firefox ESR calls Chromium and the native engine both ways; the native engine and Chromium hear each
 #      other in both calling directions (tampered fingerprints refused); a call across two hosts in network
