@@ -29,6 +29,8 @@ echo "== cargo clippy (ui, wasm32)"
 (cd ui && cargo clippy --target wasm32-unknown-unknown -- -D warnings)
 echo "== cargo test"
 cargo test --workspace
+echo "== micro-benchmarks built and run once each (criterion, crates/proto/benches; measured by cargo bench, BENCHMARKS.md)"
+cargo test -p tincan-proto --benches
 echo "== benchmark smoke run (crates/bench; figures are printed, never asserted; BENCHMARKS.md)"
 cargo build -p tincan-server -p tincan-bench
 timeout 120 target/debug/tincan-bench smoke
