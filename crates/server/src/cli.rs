@@ -84,7 +84,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 300)]
     pub pair_window_secs: u32,
     /// After an unanswered ring, the caller may ring the same callee again once as long as it rang
-    /// has passed, and at least this long, seconds.
+    /// has passed, and at least this long, seconds (after two unanswered rings in a row); 0 turns
+    /// this cooldown off.
     #[arg(long, default_value_t = 5)]
     pub min_recall_secs: u32,
     /// Ping interval, seconds.

@@ -120,7 +120,11 @@ impl Switchboard {
     /// Without this a caller could re-invite the moment each ring ends and keep the callee
     /// `line_busy` to everyone else; with it the callee's line is free about half the time, and
     /// the pair limit caps the rest. One redial right away stays possible, as on a phone.
+    /// `min_recall_secs: 0` turns the cooldown off (for test rigs that redial at once).
     pub(super) fn note_unanswered(&mut self, call: &Call, ended_at_ms: u64) {
+        if self.config.min_recall_secs == 0 {
+            return;
+        }
         let rang = ended_at_ms.saturating_sub(call.created_at_ms());
         let quiet = rang.max(u64::from(self.config.min_recall_secs) * 1000);
         let log = self

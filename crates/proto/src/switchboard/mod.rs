@@ -79,7 +79,7 @@ pub struct Config {
     pub pair_window_secs: u32,
     /// After a ring from A to B ends unanswered, A may ring B again only once as long as it rang
     /// has passed, and at least this long: A cannot keep B's line busy to everyone else by
-    /// re-inviting the moment a ring ends.
+    /// re-inviting the moment a ring ends. 0 turns the cooldown off.
     pub min_recall_secs: u32,
     /// Users one user may block.
     pub max_blocked_per_user: usize,
