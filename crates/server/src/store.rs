@@ -2,17 +2,22 @@
 //!
 //! The switchboard decides what is kept (quotas, time to live) and reports every change as a
 //! [`MissedChange`]; this store only mirrors those changes, and at start hands the saved entries
-//! back. SQLite runs on a thread of its own, fed through a bounded channel, so a slow disk never
-//! blocks the async runtime or the hub's lock: [`Store::apply`] never waits. The thread batches
-//! whatever is queued into one transaction (WAL mode, `synchronous = NORMAL`: a crash of the
-//! process loses nothing committed; a power cut may lose the last moment).
+//! back. SQLite runs on a thread of its own, so a slow disk never blocks the async runtime or the
+//! hub's lock: [`Store::apply`] only records the change in a pending set and wakes the thread,
+//! which writes everything pending in one transaction (WAL mode, `synchronous = NORMAL`: a crash
+//! of the process loses nothing committed; a power cut may lose the last moment).
+//!
+//! The pending set is keyed by (callee, caller) and keeps only the latest state of each row, so it
+//! is bounded by the switchboard's own caps, not by how fast changes come: a caller redialling
+//! an offline user hundreds of times a second is one row to write, and no change is ever dropped
+//! however far the disk falls behind.
 //!
 //! The file holds who called whom and when; it is created readable by the server's user only.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use tincan_proto::switchboard::{MissedChange, MissedEntry};
 use tincan_proto::{CallId, CallType, MissedCall, UserId};
@@ -20,13 +25,8 @@ use tincan_proto::{CallId, CallType, MissedCall, UserId};
 /// The database file's name inside the data directory.
 pub const FILE_NAME: &str = "missed-calls.sqlite3";
 
-/// Changes queued for the writer at most; past it, changes are dropped (and counted) rather than
-/// stalling call routing. The switchboard's quotas bound how many entries exist, not how often
-/// they change, so this bounds the memory a flood can take.
-const QUEUE: usize = 16_384;
-
-/// Changes written in one transaction at most.
-const BATCH: usize = 4_096;
+/// The lock that keeps a second server off the same file.
+pub const LOCK_NAME: &str = "missed-calls.lock";
 
 /// The schema version in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -51,30 +51,72 @@ pub enum StoreError {
     Newer { path: PathBuf, found: i64 },
     #[error("cannot start the database thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "another tincan-server is using the data directory {path}: give each server its own \
+         --data-dir"
+    )]
+    InUse { path: PathBuf },
 }
 
-enum Op {
-    Change(MissedChange),
-    /// Answer once everything queued before is committed.
-    Flush(SyncSender<()>),
+/// What the writer has yet to write: the latest state of each touched row, and the callees whose
+/// rows all go (delivered) before those.
+#[derive(Debug, Default)]
+struct Pending {
+    /// callee → caller → the row to write, or `None` to delete it.
+    rows: HashMap<UserId, HashMap<UserId, Option<MissedCall>>>,
+    /// Callees whose every row is deleted first (a row for them in `rows` came later).
+    delivered: HashSet<UserId>,
+    /// Answered once what was pending with them is committed.
+    flushes: Vec<SyncSender<()>>,
+    closed: bool,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.delivered.is_empty() && self.flushes.is_empty()
+    }
+
+    fn add(&mut self, change: MissedChange) {
+        match change {
+            MissedChange::Recorded(e) => {
+                let caller = e.call.caller.clone();
+                self.rows
+                    .entry(e.callee)
+                    .or_default()
+                    .insert(caller, Some(e.call));
+            }
+            MissedChange::Removed { callee, caller } => {
+                self.rows.entry(callee).or_default().insert(caller, None);
+            }
+            MissedChange::Delivered { callee } => {
+                self.rows.remove(&callee);
+                self.delivered.insert(callee);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The handle to the writer thread. Cheap to call from under the hub's lock.
 #[derive(Debug)]
 pub struct Store {
-    tx: Option<SyncSender<Op>>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
-    dropped: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Op::Change(c) => c.fmt(f),
-            Op::Flush(_) => f.write_str("Flush"),
-        }
-    }
+    /// Held locked while the store is open: two servers on one file would both deliver the
+    /// same missed calls.
+    _lock: std::fs::File,
 }
 
 impl Store {
@@ -89,6 +131,7 @@ impl Store {
             path: dir.to_owned(),
             source,
         })?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(FILE_NAME);
         let open_err = |source| StoreError::Open {
             path: path.clone(),
@@ -107,12 +150,12 @@ impl Store {
             });
         }
         let entries = load(&mut conn, expired_before_ms).map_err(open_err)?;
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
         let thread_path = path.clone();
         let thread = std::thread::Builder::new()
             .name("missed-store".into())
-            .spawn(move || writer(conn, rx, &thread_path))
+            .spawn(move || writer(conn, &thread_shared, &thread_path))
             .map_err(StoreError::Thread)?;
         tracing::info!(
             path = %path.display(),
@@ -121,10 +164,10 @@ impl Store {
         );
         Ok((
             Self {
-                tx: Some(tx),
+                shared,
                 thread: Some(thread),
                 path,
-                dropped,
+                _lock: lock,
             },
             entries,
         ))
@@ -135,42 +178,35 @@ impl Store {
         &self.path
     }
 
-    /// Queues a change for the writer; never blocks. A full queue drops the change (the entry
-    /// then lives in memory only, until it is delivered or the server restarts).
+    /// Hands a change to the writer; never waits for the disk.
     pub fn apply(&self, change: MissedChange) {
-        let Some(tx) = &self.tx else { return };
-        match tx.try_send(Op::Change(change)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-                if n.is_power_of_two() {
-                    tracing::warn!(
-                        dropped = n + 1,
-                        "missed-call store falling behind: changes dropped (kept in memory only)"
-                    );
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+        self.shared.lock().add(change);
+        self.shared.wake.notify_one();
     }
 
-    /// Waits until every change queued so far is on disk (blocking: not for the async runtime's
-    /// threads).
+    /// Waits until every change handed over so far is on disk (blocking: not for the async
+    /// runtime's threads).
     pub fn flush(&self) {
-        let Some(tx) = &self.tx else { return };
         let (done_tx, done_rx) = mpsc::sync_channel(1);
-        if tx.send(Op::Flush(done_tx)).is_ok() {
-            let _ = done_rx.recv();
+        {
+            let mut p = self.shared.lock();
+            if p.closed {
+                return;
+            }
+            p.flushes.push(done_tx);
         }
+        self.shared.wake.notify_one();
+        let _ = done_rx.recv();
     }
 
-    /// Writes what is queued and closes the database (blocking).
+    /// Writes what is pending and closes the database (blocking).
     pub fn close(mut self) {
         self.shut();
     }
 
     fn shut(&mut self) {
-        self.tx.take();
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
                 tracing::error!("missed-call store thread panicked");
@@ -182,6 +218,32 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.shut();
+    }
+}
+
+/// Takes `<dir>/missed-calls.lock` (an advisory lock the OS releases when the process ends, however
+/// it ends).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join(LOCK_NAME);
+    let file = {
+        let mut o = std::fs::OpenOptions::new();
+        o.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        o.open(&path).map_err(|source| StoreError::Dir {
+            path: path.clone(),
+            source,
+        })?
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Dir { path, source }),
     }
 }
 
@@ -308,63 +370,60 @@ fn load(
     Ok(entries)
 }
 
-fn write_one(tx: &rusqlite::Transaction<'_>, change: &MissedChange) -> rusqlite::Result<()> {
-    match change {
-        MissedChange::Recorded(e) => {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO missed_calls (callee, caller, call_id, call_type, at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (callee, caller) DO UPDATE SET
-                     call_id = excluded.call_id, call_type = excluded.call_type,
-                     at_ms = excluded.at_ms",
-            )?;
-            st.execute(rusqlite::params![
-                e.callee.as_str(),
-                e.call.caller.as_str(),
-                e.call.call_id.as_str(),
-                call_type_str(e.call.call_type),
-                i64::try_from(e.call.at_ms).unwrap_or(i64::MAX),
-            ])?;
-        }
-        MissedChange::Removed { callee, caller } => {
-            let mut st =
-                tx.prepare_cached("DELETE FROM missed_calls WHERE callee = ?1 AND caller = ?2")?;
-            st.execute([callee.as_str(), caller.as_str()])?;
-        }
-        MissedChange::Delivered { callee } => {
-            let mut st = tx.prepare_cached("DELETE FROM missed_calls WHERE callee = ?1")?;
-            st.execute([callee.as_str()])?;
-        }
-    }
-    Ok(())
-}
-
-fn write_batch(conn: &mut rusqlite::Connection, batch: &[MissedChange]) -> rusqlite::Result<()> {
+fn write_batch(conn: &mut rusqlite::Connection, batch: &Pending) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    for c in batch {
-        write_one(&tx, c)?;
+    {
+        let mut deliver = tx.prepare_cached("DELETE FROM missed_calls WHERE callee = ?1")?;
+        for callee in &batch.delivered {
+            deliver.execute([callee.as_str()])?;
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO missed_calls (callee, caller, call_id, call_type, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (callee, caller) DO UPDATE SET
+                 call_id = excluded.call_id, call_type = excluded.call_type,
+                 at_ms = excluded.at_ms",
+        )?;
+        let mut remove =
+            tx.prepare_cached("DELETE FROM missed_calls WHERE callee = ?1 AND caller = ?2")?;
+        for (callee, caller, row) in batch
+            .rows
+            .iter()
+            .flat_map(|(callee, m)| m.iter().map(move |(caller, row)| (callee, caller, row)))
+        {
+            match row {
+                Some(m) => {
+                    upsert.execute(rusqlite::params![
+                        callee.as_str(),
+                        caller.as_str(),
+                        m.call_id.as_str(),
+                        call_type_str(m.call_type),
+                        i64::try_from(m.at_ms).unwrap_or(i64::MAX),
+                    ])?;
+                }
+                None => {
+                    remove.execute([callee.as_str(), caller.as_str()])?;
+                }
+            }
+        }
     }
     tx.commit()
 }
 
-/// The writer thread: waits for a change, takes whatever else is queued, writes it all in one
-/// transaction. Ends when the [`Store`] is dropped, after writing what was queued.
-fn writer(mut conn: rusqlite::Connection, rx: Receiver<Op>, path: &Path) {
-    let mut batch: Vec<MissedChange> = Vec::with_capacity(64);
-    let mut waiting: Vec<SyncSender<()>> = Vec::new();
+/// The writer thread: sleeps until something is pending, takes all of it, writes it in one
+/// transaction. Ends once the [`Store`] is closed, after writing what was pending.
+fn writer(mut conn: rusqlite::Connection, shared: &Shared, path: &Path) {
     let mut failures: u64 = 0;
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(op) = next.take() {
-            match op {
-                Op::Change(c) => batch.push(c),
-                Op::Flush(done) => waiting.push(done),
+    loop {
+        let (batch, closed) = {
+            let mut p = shared.lock();
+            while p.is_empty() && !p.closed {
+                p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
             }
-            if batch.len() < BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !batch.is_empty() {
+            let closed = p.closed;
+            (std::mem::take(&mut *p), closed)
+        };
+        if !batch.rows.is_empty() || !batch.delivered.is_empty() {
             if let Err(err) = write_batch(&mut conn, &batch) {
                 failures += 1;
                 if failures.is_power_of_two() {
@@ -372,15 +431,19 @@ fn writer(mut conn: rusqlite::Connection, rx: Receiver<Op>, path: &Path) {
                         path = %path.display(),
                         %err,
                         failures,
-                        lost = batch.len(),
+                        lost = batch.rows.values().map(HashMap::len).sum::<usize>()
+                            + batch.delivered.len(),
                         "cannot write missed calls (kept in memory only)"
                     );
                 }
             }
-            batch.clear();
         }
-        for done in waiting.drain(..) {
+        for done in &batch.flushes {
             let _ = done.send(());
+        }
+        if closed {
+            shared.lock().closed = true;
+            break;
         }
     }
     // Leave no -wal file behind on a clean stop.
@@ -431,13 +494,11 @@ mod tests {
         store.flush();
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
-            "missed-call store: {} changes in {:.0} ms ({:.0}/s), {} dropped",
+            "missed-call store: {} changes on disk in {:.0} ms ({:.0}/s)",
             n + 1_001,
             secs * 1000.0,
             (n + 1_001) as f64 / secs,
-            store.dropped.load(Ordering::Relaxed)
         );
-        assert_eq!(store.dropped.load(Ordering::Relaxed), 0);
         store.close();
         let (_store, loaded) = Store::open(dir.path(), 0).unwrap();
         // 1,000 callees left; each had 10 callers ... but only the pairs that occurred:
@@ -451,6 +512,40 @@ mod tests {
             .find(|e| e.callee.as_str() == "u1998")
             .unwrap();
         assert_eq!(last.call.at_ms, 1_000 + 19_998);
+    }
+
+    /// The order of changes to one callee survives coalescing: a delivery wipes what came
+    /// before it, not what came after.
+    #[test]
+    fn coalescing_keeps_the_order_that_matters() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), 0).unwrap();
+        store.apply(MissedChange::Recorded(entry("bob", "kept", 5)));
+        store.flush();
+        let bob = || UserId::new("bob").unwrap();
+        // Held back as one batch: the writer takes it all at once.
+        {
+            let mut p = store.shared.lock();
+            p.add(MissedChange::Recorded(entry("bob", "a", 10)));
+            p.add(MissedChange::Delivered { callee: bob() });
+            p.add(MissedChange::Recorded(entry("bob", "b", 20)));
+            p.add(MissedChange::Recorded(entry("bob", "c", 30)));
+            p.add(MissedChange::Removed {
+                callee: bob(),
+                caller: UserId::new("c").unwrap(),
+            });
+            for i in 0..10_000 {
+                p.add(MissedChange::Recorded(entry("carol", "spam", 100 + i)));
+            }
+            assert_eq!(p.rows.values().map(HashMap::len).sum::<usize>(), 3);
+        }
+        store.flush();
+        store.close();
+        let (_s, loaded) = Store::open(dir.path(), 0).unwrap();
+        assert_eq!(
+            loaded,
+            [entry("bob", "b", 20), entry("carol", "spam", 10_099)]
+        );
     }
 
     #[test]
@@ -474,6 +569,18 @@ mod tests {
             .query_row("SELECT count(*) FROM missed_calls", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1, "expired and unreadable rows are deleted");
+    }
+
+    #[test]
+    fn one_server_per_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = Store::open(dir.path(), 0).unwrap();
+        match Store::open(dir.path(), 0) {
+            Err(StoreError::InUse { .. }) => {}
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        first.close();
+        drop(Store::open(dir.path(), 0).unwrap());
     }
 
     #[test]
