@@ -29,8 +29,14 @@ async fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
 
 /// A WebSocket from `from`, with extra request headers; the HTTP status when refused.
 async fn ws_from(s: &TestServer, from: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
-    let tcp = tcp_from(from, s.handle.local_addr()).await;
-    let mut req = s.url.as_str().into_client_request().unwrap();
+    ws_to(s.handle.local_addr(), from, headers).await
+}
+
+/// [`ws_from`] to a server at `addr`.
+async fn ws_to(addr: SocketAddr, from: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    let tcp = tcp_from(from, addr).await;
+    let url = format!("ws://{addr}/ws");
+    let mut req = url.as_str().into_client_request().unwrap();
     for (k, v) in headers {
         req.headers_mut().insert(
             HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -474,4 +480,74 @@ async fn the_tls_path_counts_and_times_connections_too() {
     };
     let t = closed.expect("the TLS slowloris connection was kept open for 5 s");
     assert!(t < Duration::from_secs(3), "closed after {t:?}");
+}
+
+/// The `serve` flags reach the server: --max-unauth-per-ip, --header-timeout-secs, --allow-origin,
+/// --max-sig-lifetime, through the real binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_the_connection_flags() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    /// The server goes when the test ends, passed or not.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tincan-server"))
+            .args(["serve", "--listen", &addr.to_string(), "--memory-only"])
+            .args(["--sdkappid", &APP.to_string()])
+            .args(["--max-unauth-per-ip", "1", "--header-timeout-secs", "1"])
+            .args(["--allow-origin", "https://app.example.com"])
+            .args(["--max-sig-lifetime", "600"])
+            .env("TINCAN_SECRET_KEY", SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let key = tincan_proto::UserSigKey::new(APP, tincan_proto::SecretKey::new(SECRET.into()));
+    // Let the probe's connection go (it counted against the one unauthenticated place).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ws = ws_to(addr, "127.0.0.13", &[("origin", "https://app.example.com")])
+        .await
+        .expect("an allowed origin");
+    let mut c = Client { ws };
+    c.send(&login_msg(
+        "hal",
+        "h1",
+        key.gen(&uid("hal"), now_secs(), 601, None),
+    ))
+    .await;
+    c.expect_error(ErrorCode::UserSigTooLong).await;
+    c.send(&login_msg(
+        "hal",
+        "h1",
+        key.gen(&uid("hal"), now_secs(), 600, None),
+    ))
+    .await;
+    assert!(matches!(c.recv().await, ServerMessage::LoginOk { .. }));
+    assert_eq!(
+        ws_to(addr, "127.0.0.13", &[("origin", "https://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    // One silent connection fills the address's quota of one, and is cut off after 1 s.
+    let mut silent = tcp_from("127.0.0.14", addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ws_to(addr, "127.0.0.14", &[]).await.err(), Some(429));
+    let t = closed_within(&mut silent, Duration::from_secs(4)).await;
+    assert!(t < Duration::from_secs(3), "{t:?}");
 }
