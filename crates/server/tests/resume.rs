@@ -150,7 +150,7 @@ async fn grace_expiry_ends_the_call_once_for_each() {
     assert_ended(&bob.recv().await, EndReason::ConnectionLost, "alice");
     let waited = t.elapsed();
     assert!(
-        waited > Duration::from_millis(1_500) && waited < Duration::from_secs(4),
+        waited > Duration::from_millis(1_500) && waited < Duration::from_millis(4_500),
         "{waited:?}"
     );
     bob.expect_silence(1_000).await;
@@ -383,7 +383,7 @@ async fn a_server_restart_recreates_the_call_from_both_claims() {
     let d = assert_ended(&alice.recv().await, EndReason::Hangup, "bob").unwrap();
     let since_start = now_ms() - started;
     assert!(
-        d + 200 >= since_start && d <= since_start + 200,
+        d + 1_000 >= since_start && d <= since_start + 200,
         "duration {d} ms counts from the original start ({since_start} ms ago)"
     );
     assert_ended(&bob.recv().await, EndReason::Hangup, "bob");
