@@ -515,3 +515,50 @@ proptest! {
         }
     }
 }
+
+/// The cooldown in steps: one redial at once is fine, the third ring waits, and
+/// `min_recall_secs: 0` turns the cooldown off.
+#[test]
+fn the_re_invite_cooldown_starts_at_the_second_unanswered_ring() {
+    for min_recall_secs in [5, 0] {
+        let mut board = Switchboard::new(Config {
+            min_recall_secs,
+            ..Config::default()
+        });
+        let mut out = Vec::new();
+        let now = 1_000_000u64;
+        board
+            .login(1, Party::new(uid("alice"), dev("a")), now, &mut out)
+            .unwrap();
+        board
+            .login(2, Party::new(uid("bob"), dev("b")), now, &mut out)
+            .unwrap();
+        let mut rang = 0;
+        for n in 0..3 {
+            out.clear();
+            let call_id = CallId::new(format!("c{n}")).unwrap();
+            let invite = ClientMessage::Invite {
+                call_id: call_id.clone(),
+                callee: uid("bob"),
+                call_type: CallType::Audio,
+                timeout_secs: None,
+            };
+            board.handle(1, invite, now, &mut out);
+            if answer_to(&out, 1).contains(&ServerMessage::Ringing {
+                call_id: call_id.clone(),
+            }) {
+                rang += 1;
+                board.handle(
+                    2,
+                    ClientMessage::Reject {
+                        call_id,
+                        busy: false,
+                    },
+                    now,
+                    &mut out,
+                );
+            }
+        }
+        assert_eq!(rang, if min_recall_secs == 0 { 3 } else { 2 });
+    }
+}
