@@ -536,3 +536,87 @@ impl Drop for ConnectionSlot {
         self.hub.release_slot();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(n: usize) -> Utf8Bytes {
+        "x".repeat(n).into()
+    }
+
+    fn drain(ob: &Outbox) -> Vec<Outbound> {
+        let mut q = ob.lock();
+        q.bytes = 0;
+        q.items.drain(..).collect()
+    }
+
+    #[test]
+    fn relays_are_refused_past_the_soft_budget_the_servers_own_frames_are_not() {
+        let ob = Outbox::new(1000, 2000);
+        // 400 + 64 bytes each: two fit under 1000, the third does not.
+        assert_eq!(ob.relay(text(400)), Push::Queued);
+        assert_eq!(ob.relay(text(400)), Push::Queued);
+        assert_eq!(ob.relay(text(400)), Push::Refused);
+        // The server's own frames have the headroom up to the hard budget.
+        assert_eq!(ob.deliver(Outbound::Text(text(400))), Push::Queued);
+        assert_eq!(ob.deliver(Outbound::Text(text(400))), Push::Queued);
+        assert_eq!(ob.closing(), None);
+        assert_eq!(ob.queued_bytes(), 4 * 464);
+        // Past the hard budget: a slow consumer, its queue dropped, the close frame next.
+        assert_eq!(ob.deliver(Outbound::Text(text(400))), Push::Closing);
+        assert_eq!(ob.closing(), Some(CloseReason::SlowConsumer));
+        let left = drain(&ob);
+        assert!(
+            matches!(&left[..], [Outbound::Close(CloseReason::SlowConsumer)]),
+            "{left:?}"
+        );
+        assert_eq!(ob.relay(text(1)), Push::Closing);
+        assert_eq!(ob.deliver(Outbound::Ping), Push::Closing);
+    }
+
+    #[test]
+    fn a_close_goes_after_what_is_queued_and_the_first_reason_wins() {
+        let ob = Outbox::new(1000, 2000);
+        ob.deliver(Outbound::Text(text(10)));
+        ob.close(CloseReason::Replaced);
+        ob.close(CloseReason::ServerShutdown);
+        let items = drain(&ob);
+        assert!(
+            matches!(
+                &items[..],
+                [Outbound::Text(_), Outbound::Close(CloseReason::Replaced)]
+            ),
+            "{items:?}"
+        );
+        // Dropping the queue later keeps the reason already sent on its way.
+        let ob = Outbox::new(1000, 2000);
+        ob.deliver(Outbound::Text(text(10)));
+        ob.close(CloseReason::ServerShutdown);
+        ob.close_now(CloseReason::SlowConsumer);
+        let items = drain(&ob);
+        assert!(
+            matches!(&items[..], [Outbound::Close(CloseReason::ServerShutdown)]),
+            "{items:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn room_waits_until_the_writer_has_sent_enough() {
+        let ob = Arc::new(Outbox::new(1000, 2000));
+        ob.deliver(Outbound::Text(text(600)));
+        ob.deliver(Outbound::Text(text(600)));
+        let waiter = tokio::spawn({
+            let ob = ob.clone();
+            async move { ob.room().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "over budget: the reader waits");
+        let first = ob.next().await;
+        ob.sent(Outbox::cost_of(&first));
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("room once under budget")
+            .unwrap();
+    }
+}
