@@ -12,7 +12,9 @@
 # real SDPs, the UserSig vectors, the protocol document's examples). A crash stops the run with
 # exit 1 and leaves its input in target/fuzz/artifacts/<target>/; reproduce it with
 #   cargo +nightly fuzz run --fuzz-dir fuzz --target-dir target/fuzz <target> <crash file>
-# then add it as a regression test under crates/proto/tests/ (fuzz_regressions.rs).
+# then copy it into fuzz/regressions/<target>/ (named after what it found): the stable test
+# crates/proto/tests/fuzz_regressions.rs replays every seed and regression through the same
+# properties (fuzz/checks.rs) in every `cargo test`. Dictionaries: fuzz/dicts/<target>.dict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -41,10 +43,12 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts"
     echo "== fuzz $t for ${secs}s (corpus $(find "$corpus" -type f | wc -l) + $(find "fuzz/seeds/$t" -type f | wc -l) seeds)"
     log="$out/$t.log"
+    dict=()
+    [ -f "fuzz/dicts/$t.dict" ] && dict=(-dict="fuzz/dicts/$t.dict")
     # The first corpus dir takes new inputs; the seeds are read only.
     if "${fuzz[@]}" run --fuzz-dir fuzz --target-dir "$out" "$t" "$corpus" "fuzz/seeds/$t" -- \
         -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$artifacts/" -print_final_stats=1 "${extra[@]}" >"$log" 2>&1; then
+        -artifact_prefix="$artifacts/" -print_final_stats=1 "${dict[@]}" "${extra[@]}" >"$log" 2>&1; then
         grep -E "^stat::(number_of_executed_units|new_units_added)|^#[0-9]+ *DONE" "$log" | tr '\n' ' '
         echo
     else
