@@ -1399,10 +1399,48 @@ fn check(sh: &Shared) {
             }
         }
     }
+    let mut lost_users = Vec::new();
+    // A call that rang rang every device of the callee: a connection of the callee signed in
+    // before the invite and open to the end must have been invited.
+    let mut rang_at_caller: std::collections::HashSet<u64> = Default::default();
+    for l in logs.iter() {
+        for (call, ev) in &l.events {
+            if matches!(ev, Seen::Ringing)
+                && metas.get(call).is_some_and(|m| m.caller_conn == l.conn)
+            {
+                rang_at_caller.insert(*call);
+            }
+        }
+    }
+    let mut by_user: HashMap<u32, Vec<&ConnLog>> = HashMap::new();
+    for l in logs.iter().filter(|l| l.left == Left::Open) {
+        by_user.entry(l.user).or_default().push(l);
+    }
+    let mut invites_checked = 0u64;
+    for call in &rang_at_caller {
+        let m = &metas[call];
+        for l in by_user.get(&m.callee).into_iter().flatten() {
+            if l.login_at >= m.invite_at {
+                continue;
+            }
+            invites_checked += 1;
+            let invited = l
+                .events
+                .iter()
+                .any(|(c, ev)| c == call && matches!(ev, Seen::Invited { .. }));
+            if !invited {
+                lost_users.push(l.user);
+                fail(format!(
+                    "k{call}: rang (the caller heard ringing) but conn {} of callee u{}, signed in \
+                     before the invite and open to the end, was never invited",
+                    l.conn, l.user
+                ));
+            }
+        }
+    }
     // Every signal the server took reached the device in the call, when that device used one
     // connection for the whole call and kept reading until the call ended.
     let (mut taken_total, mut checked) = (0u64, 0u64);
-    let mut lost_users = Vec::new();
     for l in logs.iter() {
         for (call, seq) in &l.taken {
             taken_total += 1;
@@ -1469,10 +1507,11 @@ fn check(sh: &Shared) {
         }
     }
     println!(
-        "soak account: {} calls placed, {} connections, {} signals taken by the server ({} \
-         held to delivery: the rest went to a party that left)",
+        "soak account: {} calls placed, {} connections ({} invitations held to delivery), {} \
+         signals taken by the server ({} held to delivery: the rest went to a party that left)",
         metas.len(),
         logs.len(),
+        invites_checked,
         taken_total,
         checked,
     );
