@@ -262,7 +262,13 @@ fn drain(h: &mut H, w: &mut Watch) -> Result<(), TestCaseError> {
 }
 
 fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
+    run_with(steps, true)
+}
+
+/// `pongs`: the server answers pings (false: every connection dies silently after its last frame).
+fn run_with(steps: Vec<Step>, pongs: bool) -> Result<(), TestCaseError> {
     let mut h = H::new();
+    h.auto_pong = pongs;
     let mut w = Watch::default();
     let mut issued = Vec::new();
     for s in steps {
@@ -310,6 +316,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     }
                 }
             }
+            // (A silent connection the machine gives up is closed by its own `Output::Close`.)
             Step::Advance(ms) => h.advance(ms),
         }
         drain(&mut h, &mut w)?;
@@ -347,6 +354,20 @@ proptest! {
     #[test]
     fn invariants_hold_for_any_interleaving(steps in prop::collection::vec(step(), 1..80)) {
         run(steps)?;
+    }
+
+    /// Servers that never answer a ping: dead connections are noticed and given up, and the same
+    /// invariants hold.
+    #[test]
+    fn invariants_hold_when_connections_die_silently(steps in prop::collection::vec(step(), 1..80)) {
+        let mut all = vec![
+            Step::Cmd(Command::SignIn),
+            Step::PlanOk,
+            Step::Connected,
+            Step::Frame(login_ok("alice")),
+        ];
+        all.extend(steps);
+        run_with(all, false)?;
     }
 
     /// Mostly online: a signed-in start, then calls and frames, so deep call states are reached.

@@ -436,3 +436,55 @@ fn signing_out_or_being_kicked_during_a_held_call_ends_it_for_good() {
     assert_eq!(h.phase(), Some(CallPhase::Ended));
     assert_eq!(h.s.poll_timeout(), None);
 }
+
+#[test]
+fn a_connection_that_dies_silently_is_noticed_and_the_call_kept() {
+    // A Wi-Fi hand-over leaves the old TCP connection open but dead: nothing arrives, nothing
+    // fails. During a call pings go every 5 s, and an unanswered one gives the connection up.
+    let mut h = connected();
+    h.auto_pong = false;
+    let start = h.now;
+    let mut waited = 0;
+    while h.call().is_some_and(|c| !c.reconnecting) && waited < 60_000 {
+        h.advance(500);
+        waited += 500;
+    }
+    let out = h.take();
+    assert!(out.contains(&Output::Close), "{out:?}");
+    let pings = out
+        .iter()
+        .filter(|o| matches!(o, Output::Send(ClientMessage::Ping { .. })))
+        .count();
+    assert_eq!(pings, 1, "{out:?}");
+    assert!(
+        h.now - start <= 10_000,
+        "noticed after {} ms",
+        h.now - start
+    );
+    let c = h.call().unwrap();
+    assert_eq!(c.phase, CallPhase::Connected);
+    assert!(c.reconnecting);
+    // And it is resumed like any other drop.
+    h.auto_pong = true;
+    assert!(matches!(
+        reconnect(&mut h)[..],
+        [ClientMessage::ResumeCall { .. }]
+    ));
+
+    // Without a call the interval is the server's (20 s for heartbeat_secs 25): noticed within 40 s.
+    let mut h = H::new();
+    h.sign_in("alice");
+    h.auto_pong = false;
+    h.advance(39_999);
+    assert_eq!(h.connection(), ConnectionState::Online);
+    h.advance(1);
+    assert!(matches!(
+        h.connection(),
+        ConnectionState::Reconnecting { attempt: 1, .. }
+    ));
+    // A live server's pongs keep it up for good.
+    let mut h = connected();
+    h.advance(120_000);
+    assert_eq!(h.connection(), ConnectionState::Online);
+    assert!(!h.call().unwrap().reconnecting);
+}

@@ -28,8 +28,12 @@ pub(super) enum Link {
         deadline: Millis,
     },
     Online {
+        /// The keepalive interval the server asked for (see [`keepalive_every_ms`]).
         every: Millis,
-        next_ping: Millis,
+        /// When the last `ping` went out (or the login was answered).
+        last_ping: Millis,
+        /// When the last frame came from the server.
+        last_heard: Millis,
     },
     /// Waiting to try again.
     Backoff {
@@ -37,13 +41,36 @@ pub(super) enum Link {
     },
 }
 
+/// How often to ping while a call is live, at most: a connection that died silently (a Wi-Fi
+/// hand-over leaves the old TCP connection without a reset; nothing arrives, nothing fails) is noticed
+/// within two of these, well inside the server's grace period for a connected call (30 s).
+const IN_CALL_PING_MS: u64 = 5_000;
+
+fn ping_every(every: Millis, in_call: bool) -> Millis {
+    if in_call {
+        every.min(IN_CALL_PING_MS)
+    } else {
+        every
+    }
+}
+
 impl Link {
-    pub(super) fn deadline(&self) -> Option<Millis> {
+    /// `in_call`: a call is live (pings come faster, see [`IN_CALL_PING_MS`]).
+    pub(super) fn deadline(&self, in_call: bool) -> Option<Millis> {
         match self {
             Link::SignedOut | Link::Planning => None,
             Link::Connecting { deadline, .. } | Link::LoggingIn { deadline, .. } => Some(*deadline),
-            Link::Online { next_ping, .. } => Some(*next_ping),
+            Link::Online {
+                every, last_ping, ..
+            } => Some(last_ping.saturating_add(ping_every(*every, in_call))),
             Link::Backoff { until } => Some(*until),
+        }
+    }
+
+    /// A frame came from the server: the connection is alive.
+    pub(super) fn heard(&mut self, now: Millis) {
+        if let Link::Online { last_heard, .. } = self {
+            *last_heard = now;
         }
     }
 
@@ -113,6 +140,7 @@ impl ClientSession {
     /// Runs whatever [`ClientSession::poll_timeout`] named, if its time has come.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.resume_timeout(now);
+        let in_call = self.in_call();
         match &mut self.link {
             Link::Connecting { deadline, .. } if *deadline <= now => {
                 let e = unreachable_at(self.link.url(), "no answer");
@@ -124,9 +152,21 @@ impl ClientSession {
                 self.out.push_back(Output::Close);
                 self.attempt_failed(now, e, false);
             }
-            Link::Online { every, next_ping } if *next_ping <= now => {
-                *next_ping = now.saturating_add(*every);
-                self.send(ClientMessage::Ping { nonce: None });
+            Link::Online {
+                every,
+                last_ping,
+                last_heard,
+            } if last_ping.saturating_add(ping_every(*every, in_call)) <= now => {
+                if *last_heard < *last_ping {
+                    // The last ping was never answered (the server answers every one, and any
+                    // frame counts): the connection is dead though no socket said so. Drop it and
+                    // reconnect as after any drop (a connected call is kept: `resume`).
+                    self.out.push_back(Output::Close);
+                    self.on_disconnected(now, None, "the server stopped answering");
+                } else {
+                    *last_ping = now;
+                    self.send(ClientMessage::Ping { nonce: None });
+                }
             }
             Link::Backoff { until } if *until <= now => {
                 self.set_connection(ConnectionState::Connecting);
@@ -249,7 +289,8 @@ impl ClientSession {
                 self.attempt = 0;
                 self.link = Link::Online {
                     every,
-                    next_ping: now.saturating_add(every),
+                    last_ping: now,
+                    last_heard: now,
                 };
                 self.user = Some(user_id.clone());
                 // State first, then the reply: whoever awaits the sign-in reads "online".

@@ -235,7 +235,7 @@ impl ClientSession {
     /// When [`ClientSession::handle_timeout`] must run next (keepalive, connect or login timeout,
     /// backoff), or `None` when nothing is timed.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        match (self.link.deadline(), self.resume_deadline()) {
+        match (self.link.deadline(self.in_call()), self.resume_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -287,7 +287,10 @@ impl ClientSession {
     pub fn handle_frame(&mut self, now: Millis, msg: ServerMessage) {
         match &self.link {
             link::Link::LoggingIn { .. } => self.on_login_answer(now, msg),
-            link::Link::Online { .. } => self.on_server(now, msg),
+            link::Link::Online { .. } => {
+                self.link.heard(now);
+                self.on_server(now, msg)
+            }
             // A frame from a connection this machine already gave up: stale.
             _ => {}
         }
@@ -327,6 +330,11 @@ impl ClientSession {
         }
         self.call = Some(call.clone());
         self.emit(AppEvent::Call { call: Some(call) });
+    }
+
+    /// Is a call live here (ringing or connected)? Keepalive is faster then.
+    fn in_call(&self) -> bool {
+        crate::call_view::is_live(&self.call)
     }
 
     /// Did a call with this ID end here (recently)?

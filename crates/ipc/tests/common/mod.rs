@@ -90,6 +90,9 @@ pub struct H {
     pub fresh: Vec<Output>,
     /// Everything, for invariant checks.
     pub all: Vec<Output>,
+    /// Answer every `ping` with a `pong` at once, as a live server does (off: a connection that died
+    /// silently).
+    pub auto_pong: bool,
 }
 
 impl H {
@@ -104,6 +107,7 @@ impl H {
             next_id: 1,
             fresh: Vec::new(),
             all: Vec::new(),
+            auto_pong: true,
         }
     }
 
@@ -153,8 +157,17 @@ impl H {
         let target = self.now + ms;
         while let Some(t) = self.s.poll_timeout().filter(|t| *t <= target) {
             self.now = self.now.max(t);
+            let before = self.fresh.len();
             self.s.handle_timeout(self.now);
             self.drain();
+            let pinged = self.fresh[before..]
+                .iter()
+                .any(|o| matches!(o, Output::Send(ClientMessage::Ping { .. })));
+            if pinged && self.auto_pong && self.s.is_online() {
+                self.s
+                    .handle_frame(self.now, ServerMessage::Pong { nonce: None });
+                self.drain();
+            }
         }
         self.now = target;
     }
