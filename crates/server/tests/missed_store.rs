@@ -329,3 +329,63 @@ async fn memory_only_writes_nothing() {
     s.stop();
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// With no --data-dir and nowhere to put one (no HOME, no XDG or systemd folder), the server
+/// says what to pass instead of guessing.
+#[test]
+fn no_folder_is_refused_with_advice() {
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
+        .arg(APP.to_string())
+        .env("TINCAN_SECRET_KEY", SECRET)
+        .env_remove("HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("TINCAN_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data-dir") && err.contains("--memory-only"),
+        "{err}"
+    );
+}
+
+/// systemd's StateDirectory= is the default folder; a second server on the same folder is
+/// refused at start (both would deliver the same missed calls).
+#[tokio::test]
+async fn state_directory_is_the_default_and_one_server_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
+        .arg(APP.to_string())
+        .env("TINCAN_SECRET_KEY", SECRET)
+        .env("STATE_DIRECTORY", dir.path())
+        .env_remove("TINCAN_DATA_DIR")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = out.lines().map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains("tincan-server listening")),
+        "first server starts"
+    );
+    assert!(db(dir.path()).exists(), "the store is in $STATE_DIRECTORY");
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
+        .arg(APP.to_string())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("TINCAN_SECRET_KEY", SECRET)
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another tincan-server"), "{err}");
+}
