@@ -381,7 +381,7 @@ def drawn_by_real_host(desk, focus, url, peers, procs):
                "timeout_secs": 60})
     peer.expect("ringing")
     time.sleep(2)
-    shot("21-tray-ringing-notification")
+    shot("31-tray-ringing-notification")
     # Right-click the first icon of the tray bar (top left): the host opens the item's dbusmenu.
     from Xlib.ext import xtest
     x, y = 24, 24
@@ -391,7 +391,7 @@ def drawn_by_real_host(desk, focus, url, peers, procs):
     xtest.fake_input(focus.d, X.ButtonRelease, 3)
     focus.d.sync()
     time.sleep(1.5)
-    shot("22-tray-menu-ringing")
+    shot("32-tray-menu-ringing")
     xtest.fake_input(focus.d, X.KeyPress, focus.d.keysym_to_keycode(0xff1b))  # Escape
     xtest.fake_input(focus.d, X.KeyRelease, focus.d.keysym_to_keycode(0xff1b))
     focus.d.sync()
