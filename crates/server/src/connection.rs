@@ -133,11 +133,13 @@ async fn finish(
                     }
                 }
                 frame = stream.next(), if reading => match frame {
-                    None => return,
-                    // The read side is broken (say, a frame over the hard limit still arriving).
-                    // Dropping the socket now, with unread data, would reset the connection and
-                    // could destroy our close frame before the client reads it: linger a moment.
-                    Some(Err(_)) => reading = false,
+                    // The client's answer to our close: the handshake is done.
+                    None if closed => return,
+                    // The read side is broken (say, a frame over the hard limit still arriving;
+                    // the stream ends after its first error). The close frame still goes out, and
+                    // dropping the socket right after it, with unread data, would reset the
+                    // connection and could destroy it before the client reads it: linger a moment.
+                    None | Some(Err(_)) => reading = false,
                     Some(Ok(_)) => {}
                 },
                 () = tokio::time::sleep(LINGER), if !reading && closed => return,
