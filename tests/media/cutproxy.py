@@ -3,6 +3,9 @@ signaling connection away (a Wi-Fi hand-over, a proxy's idle cut) while everythi
 
 `cut()` closes every connection through it (both sides see the TCP connection end, as after a network
 drop) and stops listening, so reconnects are refused; `restore()` listens again on the same port.
+`blackhole()` is the silent kind of drop (a Wi-Fi hand-over, a NAT that forgot the mapping): every
+connection stays open but nothing gets through either way, and new connections are accepted and go
+nowhere; `restore()` then closes what was held (the path came back too late for it) and forwards again.
 Only 127.0.0.1 is ever used.
 """
 
@@ -18,9 +21,29 @@ class CutProxy:
         self.conns = set()
         self.listener = None
         self.cuts = 0
+        self.black = False
+        self.held = set()
         self.restore()
 
+    def blackhole(self):
+        """Nothing gets through any more, and nothing says so."""
+        with self.lock:
+            self.black = True
+            self.cuts += 1
+
     def restore(self):
+        with self.lock:
+            held, self.held = self.held, set()
+            if self.black:
+                self.black = False
+                held |= self.conns
+                self.conns = set()
+        for c in held:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
         with self.lock:
             if self.listener is not None:
                 return
@@ -60,6 +83,12 @@ class CutProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            with self.lock:
+                if self.black:
+                    # Accepted, then nothing: the handshake on top never completes.
+                    self.held.add(client)
+                    threading.Thread(target=self._sink, args=(client,), daemon=True).start()
+                    continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
@@ -77,12 +106,21 @@ class CutProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
+    def _sink(self, s):
+        try:
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+
     def _pump(self, src, dst):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if self.black:
+                    continue
                 dst.sendall(data)
         except OSError:
             pass

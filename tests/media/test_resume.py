@@ -11,7 +11,8 @@ audio) lists every silence in the peer's audio, so "the audio never stopped" is 
     only a claim of its own (no party hears of it, nothing is relayed); the call goes on untouched.
     A hang-up while cut ends the call on alice's side at once (media released) and reaches bob as
     "alice hung up" once she is back. An ICE restart alice makes while cut (bob's browser frozen meanwhile)
-    is kept, delivered after the resume and answered; the audio comes back both ways.
+    is kept, delivered after the resume and answered; the audio comes back both ways. A silent drop
+    (the proxy stops forwarding, nothing closes) is noticed by the unanswered ping and resumed.
 (b) tincan-server is killed (SIGKILL) and restarted mid-call: both sign in again and announce the
     call, the new server re-creates it; same audio check; hang-up works.
 (c) the cut outlasts the grace period (a second server with --resume-secs 3): bob's side ends with
@@ -229,6 +230,29 @@ def test_cut_for_10s_the_call_goes_on_and_resumes(rig):
         assert hears(b, web.TONE_A) and hears(a, web.TONE_B)
     finally:
         carol.close()
+    hang_up_both(a, b)
+
+
+def test_a_silent_drop_is_noticed_and_the_call_resumed(rig):
+    """The path goes silent (nothing gets through, no connection closes, as after a Wi-Fi hand-over):
+    alice's client notices the unanswered ping (pings every 5 s during a call), keeps the call and
+    resumes it once the path is back; the audio never stops."""
+    _, proxy, a, b = rig
+    web.connect_call(a, b, "resume: silent drop")
+    time.sleep(1.5)
+    since = now_ms()
+    proxy.blackhole()
+    web.wait_for("alice notices the dead connection", lambda: shown(a, "#call-reconnecting"), 15)
+    noticed = (now_ms() - since) / 1000
+    web.log(f"alice noticed the silent drop after {noticed:.1f} s")
+    assert noticed <= 12, noticed
+    time.sleep(max(0.0, 15 - (now_ms() - since) / 1000))
+    assert web.screen(a) == "incall" and web.screen(b) == "incall"
+    proxy.restore()
+    web.wait_for("alice resumed", lambda: not shown(a, "#call-reconnecting"), 20)
+    web.wait_for("bob sees alice back", lambda: not shown(b, "#peer-reconnecting"), 10)
+    time.sleep(1.0)
+    check_audio("silent drop 15 s", a, b, since)
     hang_up_both(a, b)
 
 

@@ -374,30 +374,50 @@ fn the_peers_absence_is_shown_and_signals_wait_for_its_return() {
 
 #[test]
 fn both_away_after_a_server_restart_waits_for_the_peer_too() {
-    // After a restart the first party back is resumed, then told the peer has not claimed yet.
+    // After a restart the first party back is told the peer has not claimed yet, then resumed
+    // (docs/PROTOCOL.md, "After a server restart"): what was kept waits for the peer.
     let mut h = connected();
     h.disconnected(Some(CloseReason::ServerShutdown));
     h.cmd(signal(candidate("x")));
     reconnect(&mut h);
-    h.frame(resumed("c1"));
     h.frame(ServerMessage::PeerReconnecting {
         call_id: call_id("c1"),
         peer: user("bob"),
         grace_secs: 30,
     });
-    // call_resumed came first: what was kept went out then (the server relays nothing to an
-    // absent peer, so a racing one is refused and the engine's own retry covers it).
+    h.frame(resumed("c1"));
     let c = h.call().unwrap();
     assert!(!c.reconnecting && c.peer_reconnecting);
-    h.take();
+    assert!(h.sent().is_empty(), "nothing is relayed to an absent peer");
     h.cmd(signal(candidate("y")));
     assert!(h.sent().is_empty());
     h.frame(ServerMessage::PeerReconnected {
         call_id: call_id("c1"),
         peer: user("bob"),
     });
-    assert_eq!(h.sent().len(), 1);
+    let got: Vec<_> = h.sent();
+    assert_eq!(
+        got,
+        vec![
+            ClientMessage::Signal {
+                call_id: call_id("c1"),
+                signal: candidate("x"),
+            },
+            ClientMessage::Signal {
+                call_id: call_id("c1"),
+                signal: candidate("y"),
+            },
+        ]
+    );
     assert!(!h.call().unwrap().peer_reconnecting);
+
+    // The other order (a server that answers call_resumed first) sends what was kept at once.
+    let mut h = connected();
+    h.disconnected(Some(CloseReason::ServerShutdown));
+    h.cmd(signal(candidate("x")));
+    reconnect(&mut h);
+    h.frame(resumed("c1"));
+    assert_eq!(h.sent().len(), 1);
 }
 
 #[test]
