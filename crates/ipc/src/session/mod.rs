@@ -24,7 +24,9 @@
 //! in that order and then sleeps until `poll_timeout()` or the next input.
 //!
 //! The module is split by concern: `link` (signing in, the connection, keepalive, backoff), `call`
-//! (the one call: commands and the frames about it), `rules` (words, backoff arithmetic, close codes).
+//! (the one call: commands and the frames about it), `resume` (a connected call kept through a lost
+//! connection, and what is sent once the server relays again), `rules` (words, backoff arithmetic,
+//! close codes).
 //! A protocol change lands in one of those once, for both clients. The places the coming ones touch:
 //! what a dropped connection does to a live call is decided in one spot (`link::on_disconnected`:
 //! a connected call is kept and resumed, `resume`; one still ringing ends as "connection lost");
