@@ -62,7 +62,7 @@ class Server:
     def start(self, extra=()):
         self.proc = subprocess.Popen(
             [str(SERVER), "serve", "--listen", f"127.0.0.1:{self.port}", "--sdkappid", str(SDK),
-             "--ui-dir", str(UI_DIST), "--dev-issue-sigs", *extra],
+             "--ui-dir", str(UI_DIST), "--dev-issue-sigs", "--memory-only", *extra],
             env=dict(os.environ, TINCAN_SECRET_KEY=KEY), stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port)
 
