@@ -248,6 +248,32 @@ fn per_callee_cap_drops_the_oldest_caller() {
     assert_eq!(r.stored_for("bob"), kept);
 }
 
+/// A full callee drops the entry of whoever holds the most entries elsewhere, not the oldest
+/// real caller: accounts that spray calls at many users lose their entries first.
+#[test]
+fn full_callee_drops_the_sprayers_entry_first() {
+    let mut r = Rig::new(config());
+    let mut sids = Vec::new();
+    for i in 0..5 {
+        sids.push(r.login(&format!("real{i}"), T0).0);
+    }
+    let (spray, _) = r.login("spray", T0);
+    r.call(sids[0], "bob", T0);
+    r.call(spray, "bob", T0 + 1);
+    r.call(spray, "x1", T0 + 2);
+    r.call(spray, "x2", T0 + 3);
+    for (i, sid) in sids.iter().enumerate().skip(1) {
+        r.call(*sid, "bob", T0 + 10 + i as u64);
+    }
+    let kept = r.board.missed_for(&uid("bob"));
+    assert_eq!(
+        callers(&kept),
+        ["real0", "real1", "real2", "real3", "real4"]
+    );
+    assert_eq!(r.stored_for("bob"), kept);
+    r.board.check_invariants().unwrap();
+}
+
 #[test]
 fn total_cap_takes_from_the_heaviest_caller() {
     let mut cfg = config();

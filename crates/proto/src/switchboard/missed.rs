@@ -8,8 +8,8 @@
 //! - **per caller** ([`super::Config::max_missed_per_caller`]): a caller holds at most this many
 //!   entries across all callees; past it, the caller's own oldest entry goes, never anyone else's;
 //! - **per callee** ([`super::Config::max_missed_per_user`]): distinct callers kept for one user;
-//!   past it the oldest goes (one caller can displace at most one other entry there, and only
-//!   when the callee already has that many distinct missed callers);
+//!   past it the entry of the caller holding the most entries anywhere goes (the oldest among
+//!   equals), so accounts that spray calls lose theirs before someone's single call;
 //! - **in total** ([`super::Config::max_missed_total`]), the memory bound: past it, the oldest entry
 //!   of whichever caller holds the most entries goes, so even many accounts acting together
 //!   evict each other first;
@@ -157,14 +157,20 @@ impl Switchboard {
                 }
             }
             if book.by_callee.get(&callee).map_or(0, Vec::len) >= per_user {
-                if let Some(oldest) = book
-                    .by_callee
-                    .get(&callee)
-                    .and_then(|v| v.first())
-                    .map(|m| m.caller.clone())
-                {
-                    book.remove(&callee, &oldest);
-                    evicted.push((callee.clone(), oldest));
+                // The entry of the caller holding the most entries anywhere goes (a flood from
+                // several accounts is pushed out before anyone's one call); the oldest on a tie.
+                let victim = book.by_callee.get(&callee).and_then(|v| {
+                    v.iter()
+                        .enumerate()
+                        .max_by_key(|(i, m)| {
+                            let held = book.by_caller.get(&m.caller).map_or(0, Vec::len);
+                            (held, std::cmp::Reverse(*i))
+                        })
+                        .map(|(_, m)| m.caller.clone())
+                });
+                if let Some(victim) = victim {
+                    book.remove(&callee, &victim);
+                    evicted.push((callee.clone(), victim));
                 }
             }
             while book.total >= total {
