@@ -69,8 +69,9 @@ fn u64_at(data: &[u8], at: usize) -> u64 {
 }
 
 /// Any UserSig a client can present: decoding and verifying never panic, refuse everything not
-/// signed with the key, and a sig the key made for any identifier / time / lifetime / userbuf
-/// verifies to exactly those claims.
+/// signed with the key, and a sig the key made (`try_gen`) for any identifier / time / lifetime /
+/// userbuf verifies to exactly those claims; `try_gen` refuses only sigs `verify` would refuse
+/// for their size.
 pub fn usersig(data: &[u8]) {
     let key = key();
     if let Ok(token) = std::str::from_utf8(data) {
@@ -97,7 +98,19 @@ pub fn usersig(data: &[u8]) {
             return;
         };
         let userbuf = with_buf.then(|| rest.get(cut + 1..).unwrap_or_default());
-        let sig = key.gen(&uid, time, expire, userbuf);
+        // `try_gen` refuses only what is too large to verify; whatever it makes verifies.
+        let sig = match key.try_gen(&uid, time, expire, userbuf) {
+            Ok(sig) => sig,
+            Err(e) => {
+                let long = key.gen(&uid, time, expire, userbuf);
+                assert!(
+                    key.verify(&long, identifier, time).is_err(),
+                    "try_gen refused ({e}) a {} byte sig that verifies",
+                    long.len()
+                );
+                return;
+            }
+        };
         let claims = key
             .verify(&sig, identifier, time)
             .unwrap_or_else(|e| panic!("own sig for {identifier:?} refused: {e}"));

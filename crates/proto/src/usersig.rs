@@ -267,6 +267,31 @@ impl UserSigKey {
         escape(&STANDARD.encode(compressed))
     }
 
+    /// [`UserSigKey::gen`], refusing a sig that [`UserSigKey::verify`] would refuse for its size:
+    /// a large `userbuf` can make the token longer than [`MAX_SIG_LEN`] or its JSON larger than
+    /// [`MAX_INFLATED_LEN`] (found by fuzzing: a 3 KB userbuf gave a sig nobody could sign in
+    /// with). Use this wherever the userbuf comes from outside (the CLI's `--userbuf-hex`).
+    pub fn try_gen(
+        &self,
+        identifier: &UserId,
+        time: u64,
+        expire: u64,
+        userbuf: Option<&[u8]>,
+    ) -> Result<String, UserSigError> {
+        if self
+            .token_json(identifier.as_str(), time, expire, userbuf)
+            .len()
+            > MAX_INFLATED_LEN
+        {
+            return Err(Malformed::InflatesTooLarge.into());
+        }
+        let sig = self.gen(identifier, time, expire, userbuf);
+        if sig.len() > MAX_SIG_LEN {
+            return Err(Malformed::TooLong.into());
+        }
+        Ok(sig)
+    }
+
     /// Verifies `token` for `identifier` at time `now` (unix seconds) and returns its claims.
     pub fn verify(
         &self,

@@ -19,7 +19,9 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
                 continue;
             }
             out.push((p.clone(), std::fs::read(&p).unwrap()));
@@ -52,4 +54,36 @@ fn usersig_inputs() {
 #[test]
 fn sdp_inputs() {
     replay("sdp", checks::sdp);
+}
+
+/// fuzz/regressions/usersig/gen-longer-than-verify-accepts: `gen` with a few KB of userbuf made a
+/// token over `MAX_SIG_LEN`, which `verify` refuses. `try_gen` refuses it up front.
+#[test]
+fn try_gen_refuses_what_verify_would_refuse() {
+    use tincan_proto::usersig::{Malformed, MAX_SIG_LEN};
+    use tincan_proto::{SecretKey, UserId, UserSigError, UserSigKey};
+    let key = UserSigKey::new(1, SecretKey::new("k".into()));
+    let uid = UserId::new("u").unwrap();
+    // Incompressible bytes (xorshift), so the token grows with the userbuf.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let buf: Vec<u8> = (0..3_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let long = key.gen(&uid, 0, 60, Some(&buf));
+    assert!(long.len() > MAX_SIG_LEN);
+    assert_eq!(key.verify(&long, "u", 0), Err(Malformed::TooLong.into()));
+    assert_eq!(
+        key.try_gen(&uid, 0, 60, Some(&buf)),
+        Err(UserSigError::from(Malformed::TooLong))
+    );
+    let fits = key.try_gen(&uid, 0, 60, Some(&buf[..1_000])).unwrap();
+    assert_eq!(
+        key.verify(&fits, "u", 0).unwrap().userbuf.as_deref(),
+        Some(&buf[..1_000])
+    );
 }

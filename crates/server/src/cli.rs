@@ -285,6 +285,10 @@ pub enum CliError {
     Stdin(std::io::Error),
     #[error("invalid UserSig: {0}")]
     Invalid(#[from] tincan_proto::UserSigError),
+    #[error(
+        "cannot make this UserSig: {0}; a server would refuse it (use a smaller --userbuf-hex)"
+    )]
+    TooLarge(tincan_proto::UserSigError),
     #[error(transparent)]
     Server(#[from] crate::ServerError),
     #[error("cannot start the async runtime: {0}")]
@@ -338,12 +342,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Usersig(UsersigCommand::Gen(a)) => {
             let key = UserSigKey::new(a.sdkappid, a.secret.load()?);
             let userbuf = a.userbuf_hex.as_deref().map(hex::decode).transpose()?;
-            let sig = key.gen(
-                &a.user,
-                a.time.unwrap_or_else(unix_now),
-                a.expire,
-                userbuf.as_deref(),
-            );
+            let sig = key
+                .try_gen(
+                    &a.user,
+                    a.time.unwrap_or_else(unix_now),
+                    a.expire,
+                    userbuf.as_deref(),
+                )
+                .map_err(CliError::TooLarge)?;
             println!("{sig}");
             Ok(())
         }

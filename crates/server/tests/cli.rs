@@ -253,3 +253,65 @@ fn user_ids_that_begin_with_a_hyphen_are_taken() {
         assert!(ok, "verify --user {user}: {err}");
     }
 }
+
+/// Found by fuzzing (fuzz/regressions/usersig): a large userbuf made `usersig gen` print a sig
+/// longer than any server accepts. It now refuses, and a userbuf that fits still works.
+#[test]
+fn gen_refuses_a_sig_too_large_to_verify() {
+    // Incompressible bytes (xorshift): the token grows with them.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let hex: String = (0..3000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{:02x}", x as u8)
+        })
+        .collect();
+    let big = hex.clone();
+    let (ok, out, err) = run(
+        &[
+            "usersig",
+            "gen",
+            "--sdkappid",
+            "1",
+            "--user",
+            "u",
+            "--expire",
+            "60",
+            "--userbuf-hex",
+            &big,
+        ],
+        Some(KEY),
+        "",
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("cannot make this UserSig") && err.contains("--userbuf-hex"),
+        "{err}"
+    );
+    let small = hex[..1000].to_string();
+    let (ok, sig, err) = run(
+        &[
+            "usersig",
+            "gen",
+            "--sdkappid",
+            "1",
+            "--user",
+            "u",
+            "--expire",
+            "60",
+            "--userbuf-hex",
+            &small,
+        ],
+        Some(KEY),
+        "",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        &["usersig", "verify", "--sdkappid", "1", "--user", "u"],
+        Some(KEY),
+        &sig,
+    );
+    assert!(ok, "{err}");
+}
