@@ -79,6 +79,9 @@ impl EmbeddedHost {
             tincan_server::ServerConfig::new(self.addr, EMBEDDED_SDK_APP_ID, secret()?);
         // Other windows (and this one) check it is the app's own before sending it anything.
         config.answer_app_challenge = true;
+        // Quitting the app must feel instant: peers get their 1001 close frame at once, and a
+        // peer that never answers the close cannot hold the quit for the server's default grace.
+        config.shutdown_grace = Duration::from_secs(1);
         match tincan_server::start(config).await {
             Ok(h) => {
                 tracing::info!(addr = %h.local_addr(), "hosting the embedded server");
