@@ -654,3 +654,111 @@ async fn kicked_offline_stops_without_reconnecting() {
     assert_eq!(a.service.state().await.user, None);
     srv.shutdown().await;
 }
+
+/// A connected call survives a server restart (issue 15): the app keeps it (shown "reconnecting",
+/// still connected), signs in again with a fresh UserSig, announces it with `resume_call`; with the
+/// peer's claim the new server re-creates it, and mute and hang-up work across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_call_survives_a_server_restart_and_is_resumed() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let srv = server(addr, SDK, KEY).await;
+    let url = format!("ws://{addr}/ws");
+    let a = app(
+        "alice",
+        Some(url.clone()),
+        free_port(),
+        Arc::new(MemoryStore::default()),
+    );
+    a.service
+        .sign_in(secret_key_sign_in("alice", Some(KEY)))
+        .await
+        .expect("sign in");
+    let mut bob = Peer::login(&url, "bob", SDK, KEY).await;
+    let call_id = CallId::new("call-resumed-1").unwrap();
+    bob.send(ClientMessage::Invite {
+        call_id: call_id.clone(),
+        callee: UserId::new("alice").unwrap(),
+        call_type: Default::default(),
+        timeout_secs: Some(30),
+    })
+    .await;
+    a.rec
+        .wait_for("incoming", |e| matches!(e, AppEvent::Incoming { .. }))
+        .await;
+    a.service.accept(call_id.clone()).await.expect("accept");
+    bob.expect(|m| matches!(m, ServerMessage::Accepted { .. }))
+        .await;
+    a.rec
+        .wait_for(
+            "connected",
+            |e| matches!(e, AppEvent::Call { call: Some(c) } if c.phase == CallPhase::Connected),
+        )
+        .await;
+
+    srv.shutdown().await;
+    drop(bob);
+    a.rec
+        .wait_for("kept, reconnecting", |e| {
+            matches!(e, AppEvent::Call { call: Some(c) }
+                if c.phase == CallPhase::Connected && c.reconnecting)
+        })
+        .await;
+    let seen = a.rec.events.lock().unwrap().len();
+    let srv = server(addr, SDK, KEY).await;
+    // bob's phone signs in again and claims the call too.
+    let mut bob = Peer::login(&url, "bob", SDK, KEY).await;
+    bob.send(ClientMessage::ResumeCall {
+        call_id: call_id.clone(),
+        peer: UserId::new("alice").unwrap(),
+        connected_at_ms: now_secs() * 1000 - 5_000,
+    })
+    .await;
+    bob.expect(|m| matches!(m, ServerMessage::CallResumed { .. }))
+        .await;
+    // (Only events after the restart: the call was connected and not reconnecting before it too.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resumed = a.rec.events.lock().unwrap()[seen..].iter().any(|e| {
+            matches!(e, AppEvent::Call { call: Some(c) }
+                if c.phase == CallPhase::Connected && !c.reconnecting && !c.peer_reconnecting)
+        });
+        if resumed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not resumed: {:#?}",
+            a.rec.events.lock().unwrap()[seen..].to_vec()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.service.state().await.connection, ConnectionState::Online);
+    // The re-created call relays and ends as any other.
+    a.service.set_muted(true).await.expect("mute");
+    bob.expect(|m| {
+        matches!(
+            m,
+            ServerMessage::Signal {
+                signal: tincan_proto::MediaSignal::Mute { muted: true },
+                ..
+            }
+        )
+    })
+    .await;
+    bob.send(ClientMessage::Hangup {
+        call_id: call_id.clone(),
+    })
+    .await;
+    let ended = a
+        .rec
+        .wait_for(
+            "hung up",
+            |e| matches!(e, AppEvent::Call { call: Some(c) } if c.phase == CallPhase::Ended),
+        )
+        .await;
+    let AppEvent::Call { call: Some(c) } = ended else {
+        unreachable!()
+    };
+    assert_eq!(c.ended.unwrap().reason, Some(EndReason::Hangup));
+    srv.shutdown().await;
+}
