@@ -103,7 +103,10 @@ def server(workdir):
     def start():
         mine["proc"] = subprocess.Popen(
             [SERVER_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--sdkappid", str(SDKAPPID),
-             "--ui-dir", UI_DIST, "--dev-issue-sigs", "--memory-only"],
+             "--ui-dir", UI_DIST, "--dev-issue-sigs", "--memory-only",
+             # The suite calls the same two users back to back (ring-outs included); the re-invite
+             # cooldown and pair cap are the abuse suite's subject (crates/server/tests/abuse.rs).
+             "--min-recall-secs", "0", "--max-pair-invites", "1000"],
             env=env, stdout=logf, stderr=subprocess.STDOUT,
         )
         wait_for("tincan-server", up, timeout=20)
