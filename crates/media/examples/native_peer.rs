@@ -17,6 +17,17 @@
 #[allow(dead_code)]
 mod transport;
 
+/// What transport.rs takes from the app's `credentials` module: the embedded-server challenge's
+/// nonce (unused here: this peer never dials the app's embedded server, but the file compiles whole).
+mod credentials {
+    pub fn random_hex(bytes: usize) -> String {
+        use rand::RngCore;
+        let mut buf = vec![0u8; bytes];
+        rand::thread_rng().fill_bytes(&mut buf);
+        buf.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
