@@ -2,8 +2,8 @@
 //! file descriptors run short (the process started under `prlimit --nofile=64:64`).
 
 use futures_util::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tincan_proto::{
     ClientMessage, DeviceId, ErrorCode, SecretKey, ServerMessage, SigToken, UserId, UserSigKey,
@@ -11,7 +11,8 @@ use tincan_proto::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tincan-server");
+mod common;
+use common::binary::{self, BIN};
 const APP: u64 = 1400000001;
 const KEY: &str = "limits-test-key";
 
@@ -49,39 +50,11 @@ fn spawn(prefix: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
         "--memory-only",
     ])
     .args(args)
-    .env("TINCAN_SECRET_KEY", KEY)
-    .env("RUST_LOG", "info")
-    .env("NO_COLOR", "1")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    .env("TINCAN_SECRET_KEY", KEY);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("server binary starts");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("tincan-server listening") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(line.clone());
-                }
-            }
-            if std::env::var_os("LIMITS_TEST_LOG").is_some() {
-                eprintln!("server: {line}");
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server says it listens");
-    let addr = line
-        .split("addr=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("address in the log line")
-        .to_owned();
+    let (child, addr) = binary::spawn_listening(&mut cmd, "LIMITS_TEST_LOG", |_| {});
     Server { child, addr }
 }
 

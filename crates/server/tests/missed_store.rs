@@ -7,14 +7,14 @@
 
 mod common;
 
-use common::{invite, login_msg, Client, APP, SECRET};
+use common::{binary, invite, login_msg, Client, APP, SECRET};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tincan_proto::{ClientMessage, EndReason, ServerMessage, UserId, UserSigKey};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tincan-server");
 
 struct Server {
     child: Child,
@@ -26,41 +26,27 @@ struct Server {
 impl Server {
     /// `tincan-server serve --data-dir <dir>` on a free loopback port.
     fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
-            .arg(APP.to_string())
-            .arg("--data-dir")
-            .arg(dir)
-            .args(extra)
-            .env("TINCAN_SECRET_KEY", SECRET)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("server binary starts");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut loaded = None;
-            let mut tx = Some(tx);
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if std::env::var_os("MISSED_TEST_LOG").is_some() {
-                    eprintln!("server: {line}");
-                }
+        // The store's "open" line (with how many rows it loaded) comes before "listening".
+        let loaded = Arc::new(AtomicUsize::new(usize::MAX));
+        let seen = loaded.clone();
+        let (child, addr) = binary::spawn_listening(
+            Command::new(binary::BIN)
+                .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
+                .arg(APP.to_string())
+                .arg("--data-dir")
+                .arg(dir)
+                .args(extra)
+                .env("TINCAN_SECRET_KEY", SECRET),
+            "MISSED_TEST_LOG",
+            move |line| {
                 if line.contains("missed-call store open") {
-                    loaded = field(&line, "loaded=").and_then(|n| n.parse().ok());
-                }
-                if line.contains("tincan-server listening") {
-                    if let (Some(tx), Some(addr)) = (tx.take(), field(&line, "addr=")) {
-                        let _ = tx.send((addr, loaded.unwrap_or(usize::MAX)));
+                    if let Some(n) = binary::field(line, "loaded=").and_then(|n| n.parse().ok()) {
+                        seen.store(n, Ordering::SeqCst);
                     }
                 }
-            }
-        });
-        let (addr, loaded) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server says it listens");
+            },
+        );
+        let loaded = loaded.load(Ordering::SeqCst);
         Server {
             child,
             addr,
@@ -136,13 +122,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn field(line: &str, key: &str) -> Option<String> {
-    line.split(key)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .map(str::to_owned)
 }
 
 fn uid(s: &str) -> UserId {
@@ -334,7 +313,7 @@ async fn memory_only_writes_nothing() {
 /// says what to pass instead of guessing.
 #[test]
 fn no_folder_is_refused_with_advice() {
-    let out = Command::new(BIN)
+    let out = Command::new(binary::BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
         .arg(APP.to_string())
         .env("TINCAN_SECRET_KEY", SECRET)
@@ -357,7 +336,7 @@ fn no_folder_is_refused_with_advice() {
 #[tokio::test]
 async fn state_directory_is_the_default_and_one_server_holds_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(binary::BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
         .arg(APP.to_string())
         .env("TINCAN_SECRET_KEY", SECRET)
@@ -375,7 +354,7 @@ async fn state_directory_is_the_default_and_one_server_holds_it() {
         "first server starts"
     );
     assert!(db(dir.path()).exists(), "the store is in $STATE_DIRECTORY");
-    let second = Command::new(BIN)
+    let second = Command::new(binary::BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--sdkappid"])
         .arg(APP.to_string())
         .arg("--data-dir")

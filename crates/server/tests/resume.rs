@@ -7,12 +7,10 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tincan_proto::{ClientMessage, EndReason, ErrorCode, MediaSignal, ServerMessage};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tincan-server");
 const RESTART_OFFER: &str =
     include_str!("../../proto/tests/data/sdp/chromium-156-offer-restart.sdp");
 
@@ -218,46 +216,23 @@ struct Binary {
 
 impl Binary {
     fn start(listen: &str) -> Self {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                listen,
-                "--sdkappid",
-                &APP.to_string(),
-                "--resume-secs",
-                "3",
-                // Nothing on disk: a restart keeps nothing, and no state is shared between runs.
-                "--memory-only",
-            ])
-            .env("TINCAN_SECRET_KEY", SECRET)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("server binary starts");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.contains("tincan-server listening") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line.clone());
-                    }
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server says it listens");
-        let addr = line
-            .split("addr=")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("address in the log line")
-            .to_owned();
+        let (child, addr) = binary::spawn_listening(
+            Command::new(binary::BIN)
+                .args([
+                    "serve",
+                    "--listen",
+                    listen,
+                    "--sdkappid",
+                    &APP.to_string(),
+                    "--resume-secs",
+                    "3",
+                    // Nothing on disk: a restart keeps nothing, and no state is shared between runs.
+                    "--memory-only",
+                ])
+                .env("TINCAN_SECRET_KEY", SECRET),
+            "RESUME_TEST_LOG",
+            |_| {},
+        );
         Binary { child, addr }
     }
 

@@ -7,15 +7,13 @@ mod common;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tincan_proto::{ClientMessage, MediaSignal, SecretKey, ServerMessage, UserSigKey};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tincan-server");
 const GRACE_SECS: u64 = 5;
 /// What a client records when the connection ended without a close frame.
 const NO_CLOSE_FRAME: u16 = 1006;
@@ -37,48 +35,22 @@ impl Drop for Server {
 
 /// Starts the binary on a free loopback port, read back from its log.
 fn spawn(grace_secs: u64) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--sdkappid",
-            &APP.to_string(),
-            "--memory-only",
-            "--shutdown-grace-secs",
-            &grace_secs.to_string(),
-        ])
-        .env("TINCAN_SECRET_KEY", SECRET)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server binary starts");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("tincan-server listening") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(line.clone());
-                }
-            }
-            if std::env::var_os("SHUTDOWN_TEST_LOG").is_some() {
-                eprintln!("server: {line}");
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server says it listens");
-    let addr = line
-        .split("addr=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("address in the log line")
-        .to_owned();
+    let (child, addr) = binary::spawn_listening(
+        Command::new(binary::BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--sdkappid",
+                &APP.to_string(),
+                "--memory-only",
+                "--shutdown-grace-secs",
+                &grace_secs.to_string(),
+            ])
+            .env("TINCAN_SECRET_KEY", SECRET),
+        "SHUTDOWN_TEST_LOG",
+        |_| {},
+    );
     Server {
         child: Some(child),
         addr,

@@ -1,6 +1,7 @@
 //! A real server on a loopback port and real WebSocket clients, for the integration tests.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod test_ca;
 
 use futures_util::{SinkExt, StreamExt};
