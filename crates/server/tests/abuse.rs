@@ -4,36 +4,8 @@
 mod common;
 
 use common::*;
-use futures_util::StreamExt;
 use std::time::Duration;
 use tincan_proto::{ClientMessage, CloseReason, EndReason, ErrorCode, ServerMessage};
-use tokio_tungstenite::tungstenite::Message;
-
-fn ended(m: &ServerMessage) -> (EndReason, Option<String>, Option<u64>) {
-    match m {
-        ServerMessage::CallEnded {
-            reason,
-            by,
-            duration_ms,
-            ..
-        } => (*reason, by.as_ref().map(|u| u.to_string()), *duration_ms),
-        other => panic!("expected call_ended, got {other:?}"),
-    }
-}
-
-/// The next text frame exactly as the server wrote it.
-async fn raw(c: &mut Client) -> serde_json::Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), c.ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(t) = frame {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
-    }
-}
 
 #[tokio::test]
 async fn ring_bombing_is_throttled() {

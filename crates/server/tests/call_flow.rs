@@ -24,18 +24,6 @@ fn candidate(n: u16) -> MediaSignal {
     }
 }
 
-fn ended(m: &ServerMessage) -> (EndReason, Option<String>, Option<u64>) {
-    match m {
-        ServerMessage::CallEnded {
-            reason,
-            by,
-            duration_ms,
-            ..
-        } => (*reason, by.as_ref().map(|u| u.to_string()), *duration_ms),
-        other => panic!("expected call_ended, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn full_call_relays_media_and_reports_duration() {
     let s = server().await;

@@ -4,24 +4,8 @@
 mod common;
 
 use common::*;
-use futures_util::StreamExt;
 use std::time::Duration;
 use tincan_proto::{ClientMessage, EndReason, ErrorCode, MediaSignal, ServerMessage};
-use tokio_tungstenite::tungstenite::Message;
-
-/// The next text frame exactly as the server wrote it.
-async fn raw(c: &mut Client) -> serde_json::Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), c.ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(t) = frame {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
-    }
-}
 
 #[tokio::test]
 async fn an_unknown_type_before_login_is_unknown_message_and_not_a_failed_login() {

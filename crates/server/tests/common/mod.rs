@@ -216,3 +216,30 @@ pub async fn connected(s: &TestServer, call: &str) -> (Client, Client) {
     assert!(matches!(bob.recv().await, ServerMessage::Accepted { .. }));
     (alice, bob)
 }
+
+/// A `call_ended`'s reason, `by` and duration; panics on any other message.
+pub fn ended(m: &ServerMessage) -> (tincan_proto::EndReason, Option<String>, Option<u64>) {
+    match m {
+        ServerMessage::CallEnded {
+            reason,
+            by,
+            duration_ms,
+            ..
+        } => (*reason, by.as_ref().map(|u| u.to_string()), *duration_ms),
+        other => panic!("expected call_ended, got {other:?}"),
+    }
+}
+
+/// The next text frame exactly as the server wrote it.
+pub async fn raw(c: &mut Client) -> serde_json::Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), c.ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = frame {
+            return serde_json::from_str(t.as_str()).expect("json");
+        }
+    }
+}
