@@ -903,7 +903,12 @@ mod tests {
         }
         /// alice (sid 1) calls bob (sid 2), who accepts: connected call "c".
         fn connected() -> Self {
+            Self::connected_with(Config::default())
+        }
+        /// [`Rig::connected`] under another switchboard configuration.
+        fn connected_with(config: Config) -> Self {
             let mut r = Self::new();
+            r.sb = Switchboard::new(config);
             r.login(1, p("alice", "a1"));
             r.login(2, p("bob", "b1"));
             r.send(
@@ -1054,23 +1059,10 @@ mod tests {
 
     #[test]
     fn with_single_session_signing_in_elsewhere_ends_a_held_call() {
-        let mut r = Rig::new();
-        r.sb = Switchboard::new(Config {
+        let mut r = Rig::connected_with(Config {
             single_session: true,
             ..Config::default()
         });
-        r.login(1, p("alice", "a1"));
-        r.login(2, p("bob", "b1"));
-        r.send(
-            1,
-            ClientMessage::Invite {
-                call_id: id("c"),
-                callee: user("bob"),
-                call_type: CallType::Audio,
-                timeout_secs: None,
-            },
-        );
-        r.send(2, ClientMessage::Accept { call_id: id("c") });
         r.drop_(1);
         let out = r.login(3, p("alice", "a2"));
         assert_eq!(
@@ -1417,23 +1409,10 @@ mod tests {
 
     #[test]
     fn resume_off_ends_calls_at_once() {
-        let mut r = Rig::new();
-        r.sb = Switchboard::new(Config {
+        let mut r = Rig::connected_with(Config {
             resume_secs: 0,
             ..Config::default()
         });
-        r.login(1, p("alice", "a1"));
-        r.login(2, p("bob", "b1"));
-        r.send(
-            1,
-            ClientMessage::Invite {
-                call_id: id("c"),
-                callee: user("bob"),
-                call_type: CallType::Audio,
-                timeout_secs: None,
-            },
-        );
-        r.send(2, ClientMessage::Accept { call_id: id("c") });
         let out = r.drop_(1);
         assert_eq!(
             ended(&out, 2),
