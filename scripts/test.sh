@@ -5,7 +5,7 @@
 #      real WebSocket clients, the desktop backend against a real server, two native media engines
 #      then a short benchmark run (crates/bench: tincan against a bare relay; figures printed, never asserted)
 #      and a 20 s churn soak of 2,000 clients against the server process (correctness checked, figures printed)
-#      then the fuzz targets, 40 s each (scripts/fuzz.sh: client-message decoder, UserSig decoder, SDP checks)
+#      then the fuzz targets, 20 s each (scripts/fuzz.sh: client-message decoder, UserSig decoder, SDP checks)
 #   3. keyring tests against a real gnome-keyring (dbus-run-session)
 #   4. the desktop app in its real webview (Xvfb + tauri-driver + WebKitWebDriver), including a call
 #      whose audio the app's native engine carries to the browser client in headless Chromium, and its
@@ -36,8 +36,8 @@ cargo build -p tincan-server -p tincan-bench
 timeout 120 target/debug/tincan-bench smoke
 echo "== churn soak (crates/bench: 2,000 clients call, hang up and reconnect at random for 20 s; fails only on a lost, misrouted or doubled message or a user left busy)"
 timeout 200 target/debug/tincan-bench soak --clients 2000 --secs 20  # ~30 s; longer only when it fails (it waits for answers before reporting)
-echo "== fuzzing (scripts/fuzz.sh: client messages, UserSigs, SDP; 40 s each here)"
-FUZZ_SECS="${FUZZ_SECS:-40}" scripts/fuzz.sh
+echo "== fuzzing (scripts/fuzz.sh: client messages, UserSigs, SDP; 20 s each here)"
+FUZZ_SECS="${FUZZ_SECS:-20}" scripts/fuzz.sh
 echo "== keyring tests"
 scripts/test-desktop.sh keyring
 echo "== desktop end to end"
