@@ -557,6 +557,38 @@ impl CandidateBudget {
     }
 }
 
+/// The type of an ICE candidate (`host`, `srflx`, `prflx`, `relay`): the word after `typ`, in a
+/// trickled candidate (`candidate:…`) or an SDP line (`a=candidate:…`). `None` when there is none.
+pub fn candidate_type(candidate: &str) -> Option<&str> {
+    let mut words = candidate.split_ascii_whitespace();
+    words.by_ref().find(|w| *w == "typ")?;
+    words.next()
+}
+
+/// Relay-only mode (the privacy setting: the peer learns no address of ours but the TURN
+/// server's): may this candidate leave the machine? Only a relay candidate may.
+pub fn relay_only_admits(candidate: &str) -> bool {
+    candidate_type(candidate) == Some("relay")
+}
+
+/// An offer or answer for relay-only mode: every `a=candidate` line that is not a relay candidate
+/// is left out. The engines gather no others in that mode; this is the second guard, on the
+/// sending side, so a candidate an engine gathered anyway (or put into its description) never
+/// crosses the server.
+pub fn keep_relay_candidates(sdp: &str) -> std::borrow::Cow<'_, str> {
+    let dropped = |l: &str| l.starts_with("a=candidate:") && !relay_only_admits(l);
+    if !sdp.lines().any(dropped) {
+        return sdp.into();
+    }
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if !dropped(line.trim_end_matches(['\r', '\n'])) {
+            out.push_str(line);
+        }
+    }
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,6 +659,44 @@ mod tests {
         );
         let big = format!("{MINIMAL}a=x-pad:{}\r\n", "x".repeat(MAX_SDP_BYTES));
         assert_eq!(check(&big).unwrap_err().code(), "sdp_too_large");
+    }
+
+    #[test]
+    fn relay_only_keeps_relay_candidates_only() {
+        assert_eq!(
+            candidate_type("candidate:1 1 udp 5 192.0.2.1 5000 typ host"),
+            Some("host")
+        );
+        assert_eq!(
+            candidate_type(
+                "a=candidate:2 1 UDP 5 192.0.2.9 6000 typ relay raddr 192.0.2.1 rport 1"
+            ),
+            Some("relay")
+        );
+        assert_eq!(candidate_type("candidate:1 1 udp 5 192.0.2.1 5000"), None);
+        assert!(!relay_only_admits(
+            "candidate:1 1 udp 5 192.0.2.1 5000 typ srflx raddr 0.0.0.0 rport 0"
+        ));
+        // "typ" as a foundation or address is not the type.
+        assert!(!relay_only_admits(
+            "candidate:typ 1 udp 5 relay.example 5000 typ host"
+        ));
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+                   a=candidate:1 1 UDP 2015363327 192.0.2.2 58133 typ host\r\n\
+                   a=candidate:2 1 UDP 5 198.51.100.7 49152 typ relay raddr 192.0.2.2 rport 58133\r\n\
+                   a=candidate:3 1 TCP 1015 192.0.2.2 9 typ host tcptype active\r\n\
+                   a=end-of-candidates\r\n";
+        let kept = keep_relay_candidates(sdp);
+        assert_eq!(
+            kept,
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+             a=candidate:2 1 UDP 5 198.51.100.7 49152 typ relay raddr 192.0.2.2 rport 58133\r\n\
+             a=end-of-candidates\r\n"
+        );
+        assert!(matches!(
+            keep_relay_candidates(&kept),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
