@@ -8,7 +8,7 @@ need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages: Tauri/WebKitGTK build deps, the headless test rig (Xvfb, WebKitWebDriver,
 # gnome-keyring, dbus), Chromium and Firefox ESR for browser tests, GStreamer for the native media engine,
 # and a real tray host and notification daemon that draw under Xvfb (status-notifier-watcher,
-# gtk-sni-tray-standalone, dunst) for the tray e2e's screenshots.
+# gtk-sni-tray-standalone, dunst) for the tray e2e's screenshots; coturn and nftables for the NAT tests.
 APT_PACKAGES=(
   build-essential pkg-config file curl libssl-dev
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
@@ -18,6 +18,7 @@ APT_PACKAGES=(
   gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils dunst
+  coturn nftables
 )
 
 missing=()
@@ -28,6 +29,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
   need_root apt-get update -qq
   need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# coturn is here for the NAT tests (tests/net/test_turn_nat.py), which start their own turnserver
+# inside a test namespace; the package's system service must not run (or start at boot) on a test machine.
+if command -v systemctl >/dev/null && systemctl is-enabled coturn >/dev/null 2>&1; then
+  need_root systemctl disable --now coturn >/dev/null 2>&1 || need_root systemctl disable coturn >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo >/dev/null; then
