@@ -102,6 +102,13 @@ table inet tcfilter {{
         """This NAT drops every UDP packet its home sends out (a firewall that allows only TCP)."""
         _nft(nat, f'insert rule inet tcfilter tc_fwd iifname "{nat.lan_if}" meta l4proto udp counter drop\n')
 
+    def unblock_udp(self, nat):
+        """Takes `block_udp`'s rule out again."""
+        out = nat.run("nft", "-a", "list", "chain", "inet", "tcfilter", "tc_fwd").stdout
+        for line in out.splitlines():
+            if "l4proto udp" in line and "drop" in line and "# handle " in line:
+                nat.run("nft", "delete", "rule", "inet", "tcfilter", "tc_fwd", "handle", line.split("# handle ")[1].strip())
+
     def udp_dropped(self, nat):
         """How many UDP packets from the home this NAT dropped (after `block_udp`)."""
         out = nat.run("nft", "list", "chain", "inet", "tcfilter", "tc_fwd").stdout

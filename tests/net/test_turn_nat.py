@@ -10,15 +10,37 @@ Proved here, without tincan first (coturn and the network themselves):
   (username `<expiry>:<user>`, password base64(HMAC-SHA1(secret, username))) over UDP and TCP, and
   refuses an expired one (401, and its log names the expired username) and one made with another secret.
 
+Then calls: tincan-server in pub (wss with a test CA, `--turn-url` UDP and TCP for coturn,
+`--turn-secret-file`, a short `--turn-ttl`), headless Chromium in home1 (the trunk-built UI, fake
+microphone 1000 Hz), the native engine (native_peer, 660 Hz) in home2:
+- Chromium calls native and native calls Chromium; both engines report a relayed route (Chromium's
+  `window.__tincan_media.route`, the quality panel's `#connection-kind`, getStats' selected pair; the
+  native engine's `route` event), each hears the other's tone, and coturn allocated for both users;
+- relay-only mode in both engines: every candidate that crossed the server either way (the page's
+  signaling frames through a tap on its WebSocket, and what native_peer sent and received) is
+  `typ relay` at coturn's address, with no home or NAT address in its raddr;
+- expired credentials: a plain client's login_ok credentials are replaced by an `ice_servers` frame
+  before they expire, coturn refuses the old ones after expiry and takes the new ones, and Chromium,
+  signed in for longer than the TTL, calls in relay-only mode through an allocation made with a
+  refreshed credential;
+- UDP blocked at nat1: the call connects through TURN over TCP (Chromium's relay is TURN/TCP) and
+  audio crosses both ways.
+
 Environment: as tests/media (TINCAN_SERVER_BIN, TINCAN_UI_DIST, TINCAN_NATIVE_PEER_BIN). Root, nft,
 turnserver (scripts/setup.sh installs coturn and nftables).
 """
 
+import json
 import os
+import re
 import socket
+import ssl
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -29,7 +51,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "media"))
 
 import nat  # noqa: E402
 import netns  # noqa: E402
-from test_media import log  # noqa: E402
+from test_media import SDKAPPID, SERVER_BIN, UI_DIST, chromium, click, dial, el, log, screen, sign_in, wait_for, wait_screen, back_home  # noqa: E402
+from test_native_interop import BROWSER_TONE, NATIVE_BIN, check_browser_hears_native, hang_up_from_browser  # noqa: E402
+from test_two_hosts import RECORD_PCS, SELECTED_PAIR, RemoteNativePeer, make_tls_files  # noqa: E402
 
 OK, WHY = netns.available()
 MISSING = nat.missing_tools()
@@ -130,3 +154,360 @@ def test_coturn_takes_rest_credentials_and_refuses_expired_ones(world):
     log(f"coturn refused the expired credential ({e.value}) and another secret's ({e2.value})")
     text = nat.wait_log(world["turn"], f"Cannot find credentials of user <{expired_user}>")
     assert text, "coturn's log should name the expired username it refused"
+
+
+# --- calls through the relay: tincan-server in pub, Chromium in home1, the native engine in home2 ---
+
+SERVER_PORT = 7443
+# Short enough that the module outlives the first credentials (refreshed at 3/4 of it), long enough
+# that a call set up with a credential about to be replaced still has a quarter of it left.
+TURN_TTL = 48
+TURN_URLS = [f"turn:{nat.PUBLIC_IP}:{nat.TURN_PORT}?transport=udp", f"turn:{nat.PUBLIC_IP}:{nat.TURN_PORT}?transport=tcp"]
+
+# The test's tap on the page's signaling: every frame the page's WebSocket sends and receives (what
+# crosses the server at Chromium's end), and every RTCPeerConnection (for getStats/getConfiguration).
+TAP = """
+(() => {
+  if (window.__frames) return;
+  window.__frames = [];
+  const WS = window.WebSocket;
+  const send = WS.prototype.send;
+  WS.prototype.send = function (data) { window.__frames.push({dir: 'sent', data: String(data)}); return send.call(this, data); };
+  function Tapped(...args) {
+    const ws = new WS(...args);
+    ws.addEventListener('message', e => window.__frames.push({dir: 'received', data: String(e.data)}));
+    return ws;
+  }
+  Tapped.prototype = WS.prototype;
+  Object.setPrototypeOf(Tapped, WS);
+  window.WebSocket = Tapped;
+})();
+"""
+
+# Every `a=candidate` / trickled candidate in a text (SDP or a JSON frame): its address and type.
+CANDIDATE = re.compile(r"candidate:\S+ \d+ (\w+) \d+ (\S+) (\d+) typ (\w+)(?: raddr (\S+))?")
+
+
+def candidates_in(text):
+    return [dict(transport=m.group(1).lower(), ip=m.group(2), port=int(m.group(3)), typ=m.group(4), raddr=m.group(5))
+            for m in CANDIDATE.finditer(text)]
+
+
+def chromium_frames(drv, since=0):
+    return drv.execute_script("return (window.__frames || []).slice(arguments[0]);", since)
+
+
+def frame_count(drv):
+    return drv.execute_script("return (window.__frames || []).length;")
+
+
+def _help(binary, *args):
+    try:
+        return subprocess.run([binary, *args, "--help"], capture_output=True, text=True, timeout=20).stdout
+    except OSError as e:
+        return f"({e})"
+
+
+def missing_pieces():
+    """The parts of issue 14 these calls need that the built binaries do not have yet, by name."""
+    out = []
+    if "--turn-url" not in _help(SERVER_BIN, "serve"):
+        out.append(f"tincan-server serve has no --turn-url / --turn-secret-file / --turn-ttl ({SERVER_BIN})")
+    if "--relay-only" not in _help(NATIVE_BIN):
+        out.append(f"native_peer has no --relay-only / route events ({NATIVE_BIN})")
+    wasm = [f for f in os.listdir(UI_DIST) if f.endswith(".wasm")] if os.path.isdir(UI_DIST) else []
+    ui = b"".join(open(os.path.join(UI_DIST, f), "rb").read() for f in wasm)
+    for needle in (b"connection-kind", b"relay-only"):
+        if needle not in ui:
+            out.append(f"the built UI ({UI_DIST}) has no #{needle.decode()}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tincan(world):
+    """tincan-server (TLS, TURN credentials for coturn's secret, short TTL) in pub; a headless
+    Chromium signed in as bob in home1 (this thread is in home1 for the module: chromedriver and
+    Chromium start there and the test's own requests leave through nat1)."""
+    missing = missing_pieces()
+    if missing:
+        pytest.skip("not built yet: " + "; ".join(missing))
+    n, d = world["net"], world["dir"]
+    cert, key, ca, spki = make_tls_files(os.path.join(d, "tls"), nat.PUBLIC_IP)
+    secret_file = os.path.join(d, "turn.secret")
+    fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(world["secret"] + "\n")
+    env = dict(os.environ, TINCAN_SECRET_KEY="turn-nat-" + os.urandom(8).hex(), TINCAN_LOG="warn")
+    logf = open(os.path.join(d, "server.log"), "w")
+    cmd = [SERVER_BIN, "serve", "--listen", f"{nat.PUBLIC_IP}:{SERVER_PORT}", "--sdkappid", str(SDKAPPID),
+           "--ui-dir", UI_DIST, "--dev-issue-sigs", "--tls-cert", cert, "--tls-key", key, "--memory-only",
+           "--min-recall-secs", "0", "--max-pair-invites", "1000",
+           "--turn-secret-file", secret_file, "--turn-ttl", str(TURN_TTL)]
+    for url in TURN_URLS:
+        cmd += ["--turn-url", url]
+    server = n.pub.popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
+    base = f"https://{nat.PUBLIC_IP}:{SERVER_PORT}"
+    ctx = ssl.create_default_context(cafile=ca)
+
+    def up():
+        if server.poll() is not None:
+            with open(os.path.join(d, "server.log")) as f:
+                raise AssertionError(f"tincan-server exited {server.returncode}: {f.read()[-2000:]}")
+        with urllib.request.urlopen(base + "/healthz", timeout=1, context=ctx) as r:
+            return r.status == 200
+
+    drv = carol = None
+    try:
+        with n.home1.entered():
+            wait_for("tincan-server in pub, from home1", up, timeout=20)
+            # Signed in first, so its credentials from login_ok are the first to expire.
+            carol = SignalingClient(base, ca, "carol", ctx)
+            drv = chromium(d, "bob-home1", BROWSER_TONE, [f"--ignore-certificate-errors-spki-list={spki}"])
+            drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_PCS + TAP})
+            drv.set_script_timeout(10)
+            drv.get(base + "/")
+            sign_in(drv, "bob")
+            signed_in_at = time.time()
+            yield dict(world, a=n.home1, b=n.home2, base=base, ctx=ctx, ca=ca, drv=drv, server_log=logf.name,
+                       signed_in_at=signed_in_at, carol=carol)
+    finally:
+        if drv is not None:
+            try:
+                for entry in drv.get_log("browser")[-20:]:
+                    if entry.get("level") in ("SEVERE", "WARNING"):
+                        log(f"console: {entry.get('message')}")
+            except Exception:
+                pass
+            with n.home1.entered():
+                drv.quit()
+        if carol is not None:
+            carol.close()
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        logf.close()
+
+
+def login_ok_ice_servers(h):
+    """The ice_servers the page got at sign-in (from the tap)."""
+    for fr in chromium_frames(h["drv"]):
+        if fr["dir"] == "received" and '"login_ok"' in fr["data"]:
+            return json.loads(fr["data"])
+    return None
+
+
+def route_of(drv):
+    return drv.execute_script("return (window.__tincan_media || {}).route || null;")
+
+
+def connection_kind(drv):
+    e = el(drv, "#connection-kind")
+    return {k: e.get_attribute(f"data-{k}") for k in ("kind", "local", "remote", "protocol", "relay-protocol")} | {
+        "text": e.text}
+
+
+def relayed_call(h, native_args, relay_protocol="udp", native_calls=False, label=""):
+    """One call between Chromium (home1) and native_peer (home2) that must go through coturn: both
+    engines report a relayed route, each hears the other's tone. Returns (native peer's events,
+    the page's frames during the call)."""
+    drv = h["drv"]
+    first_frame = frame_count(drv)
+    native = RemoteNativePeer(h, *native_args, *(["--call", "bob"] if native_calls else ["--answer"]))
+    try:
+        native.wait("signed_in", 20)
+        if native_calls:
+            native.wait("ringing", 20)
+            wait_screen(drv, "incoming")
+            time.sleep(0.3)
+            click(drv, "#accept")
+        else:
+            dial(drv, "native")
+            native.wait("invited")
+        wait_screen(drv, "incall", 15)
+        check_browser_hears_native(drv)
+        heard = native.wait("heard", 20)
+        assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05, heard
+        route = wait_for("Chromium's route", lambda: route_of(drv), 10)
+        shown = wait_for("the quality panel's connection kind", lambda: (lambda k: k["kind"] and k)(connection_kind(drv)), 10)
+        pair = wait_for("Chromium's selected candidate pair", lambda: drv.execute_async_script(SELECTED_PAIR), 10)
+        nroute = native.wait("route", 15)
+        log(f"{label}: Chromium route {route}, shows {shown}; selected pair {pair}; native route {nroute}")
+        assert route["kind"] == "relay", route
+        assert shown["kind"] == "relay" and shown["text"].startswith("Relayed (TURN/"), shown
+        assert "relay" in (pair["local_type"], pair["remote_type"]), pair
+        assert nroute["kind"] == "relay", nroute
+        if relay_protocol:
+            assert route["relay_protocol"] == relay_protocol, route
+            assert shown["relay-protocol"] == relay_protocol and shown["text"] == f"Relayed (TURN/{relay_protocol.upper()})", shown
+        assert hang_up_from_browser(drv, native) == 0
+    finally:
+        native.kill()
+    frames = chromium_frames(drv, first_frame)
+    back_home(drv)
+    return native, frames
+
+
+def test_chromium_calls_native_through_the_relay(tincan):
+    h = tincan
+    ok = login_ok_ice_servers(h)
+    assert ok and ok.get("ice_servers"), f"login_ok carries no ice_servers: {ok}"
+    turn = [s for s in ok["ice_servers"] if any(u.startswith("turn:") for u in s["urls"])]
+    assert turn and sorted(turn[0]["urls"]) == sorted(TURN_URLS), ok["ice_servers"]
+    expiry, user = turn[0]["username"].split(":", 1)
+    assert user == "bob" and abs(int(expiry) - (h["signed_in_at"] + TURN_TTL)) < 10, turn[0]["username"]
+    relayed_call(h, [], relay_protocol=None, label="Chromium calls native")
+    text = h["turn"].log_text()
+    for who in ("bob", "native"):
+        assert re.search(rf"new, realm=<{nat.REALM}>, username=<\d+:{who}>", text), f"coturn allocated for {who}"
+
+
+def test_native_calls_chromium_through_the_relay(tincan):
+    relayed_call(tincan, [], relay_protocol=None, native_calls=True, label="native calls Chromium")
+
+
+def set_relay_only(drv, on):
+    """The Settings checkbox `#relay-only` (off by default), saved."""
+    click(drv, "#open-settings")
+    wait_screen(drv, "settings")
+    box = el(drv, "#relay-only")
+    if box.is_selected() != on:
+        box.click()
+    click(drv, "#save-settings")
+    wait_for("settings saved", lambda: "saved" in el(drv, "#notice").text, 5)
+    if screen(drv) == "settings":
+        click(drv, "#back")
+    wait_screen(drv, "home")
+
+
+def test_relay_only_sends_relay_candidates_only(tincan):
+    """Both engines in relay-only mode: every candidate that crosses the server, either way, as the
+    page's signaling socket sent and received it and as the native engine sent and received it, is
+    `typ relay` at coturn's address; the call still connects and carries audio."""
+    h = tincan
+    drv = h["drv"]
+    set_relay_only(drv, True)
+    try:
+        native, frames = relayed_call(h, ["--relay-only"], label="relay-only")
+    finally:
+        set_relay_only(drv, False)
+    seen = {
+        "Chromium sent": [c for f in frames if f["dir"] == "sent" for c in candidates_in(f["data"])],
+        "Chromium received": [c for f in frames if f["dir"] == "received" for c in candidates_in(f["data"])],
+        "native sent": [c for line in native.candidates("sent") for c in candidates_in("candidate:" + line.split("candidate:", 1)[-1])],
+        "native received": [c for line in native.candidates("received") for c in candidates_in("candidate:" + line.split("candidate:", 1)[-1])],
+    }
+    log("relay-only candidates: " + "; ".join(f"{k}: {[(c['typ'], c['ip'], c['transport']) for c in v]}" for k, v in seen.items()))
+    n = h["net"]
+    private = {n.home1.ip, n.home2.ip, n.nat1.wan_ip, n.nat2.wan_ip}
+    for where, cands in seen.items():
+        assert cands, f"{where}: no candidate crossed the server"
+        for c in cands:
+            assert c["typ"] == "relay" and c["ip"] == nat.PUBLIC_IP, f"{where}: a {c['typ']} candidate left in relay-only mode: {c}"
+            # A relay candidate's raddr is its base: it must not carry the home's or the NAT's address either.
+            assert c["raddr"] not in private, f"{where}: a relay candidate names a local address in raddr: {c}"
+
+
+class SignalingClient:
+    """A plain WebSocket client signed in over wss (from the calling thread's namespace), whose
+    frames a reader thread keeps, with their arrival times; the reader answers the server's pings."""
+
+    def __init__(self, base, ca, user, ctx):
+        import websocket  # websocket-client, installed with selenium
+
+        with urllib.request.urlopen(f"{base}/dev/usersig?user={user}", timeout=5, context=ctx) as r:
+            sig = json.load(r)
+        self.ws = websocket.create_connection(base.replace("https://", "wss://") + "/ws", timeout=5,
+                                              sslopt={"ca_certs": ca})
+        self.ws.send(json.dumps({"type": "login", "version": 1, "sdk_app_id": sig["sdk_app_id"],
+                                 "user_id": user, "user_sig": sig["user_sig"], "device_id": "turn-nat"}))
+        self.frames = []  # (arrival time, decoded frame)
+        self.closed = False
+        self.ws.settimeout(1)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        import websocket
+
+        while not self.closed:
+            try:
+                data = self.ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Exception:
+                return
+            try:
+                self.frames.append((time.time(), json.loads(data)))
+            except ValueError:
+                pass
+
+    def first(self, kind, timeout):
+        return wait_for(f"a {kind} frame", lambda: next(((t, f) for t, f in self.frames if f.get("type") == kind), None),
+                        timeout, every=0.2)
+
+    def close(self):
+        self.closed = True
+        try:
+            self.ws.close()
+        except Exception:
+            pass
+
+
+def turn_entry(ice_servers):
+    return next(s for s in ice_servers if any(u.startswith("turn:") for u in s["urls"]))
+
+
+def test_expired_credentials_are_refused_and_fresh_ones_arrive(tincan):
+    """carol's credentials from login_ok are replaced by an `ice_servers` frame before they expire;
+    once expired, coturn refuses them (401) and takes the fresh ones. Chromium, signed in more than
+    a TTL ago, dials in relay-only mode (so its own allocation carries the call) and coturn sees it
+    allocate with a refreshed credential."""
+    h = tincan
+    carol, drv = h["carol"], h["drv"]
+    t_login, login = carol.first("login_ok", 5)
+    old = turn_entry(login["ice_servers"])
+    old_expiry = login["ice_servers_expire_at"]
+    assert int(old["username"].split(":")[0]) == old_expiry, (old, old_expiry)
+    t_fresh, fresh_frame = carol.first("ice_servers", TURN_TTL + 5)
+    fresh = turn_entry(fresh_frame["ice_servers"])
+    log(f"carol: login_ok at +0 s ({old['username']}), ice_servers at +{t_fresh - t_login:.1f} s ({fresh['username']})")
+    assert t_fresh < old_expiry - 2, "the fresh credentials arrive before the old ones expire"
+    assert fresh_frame["expires_at"] > old_expiry and fresh["username"] != old["username"]
+    assert fresh["username"].endswith(":carol") and sorted(fresh["urls"]) == sorted(TURN_URLS)
+    wait_for("carol's first credentials to expire", lambda: time.time() > old_expiry + 1.5, TURN_TTL + 5, every=0.2)
+    with h["b"].entered():
+        with pytest.raises(nat.TurnError) as e:
+            nat.allocate(nat.PUBLIC_IP, nat.TURN_PORT, old["username"], old["credential"], "udp")
+        assert e.value.code == 401, e.value
+        got = nat.allocate(nat.PUBLIC_IP, nat.TURN_PORT, fresh["username"], fresh["credential"], "tcp")
+    log(f"coturn: expired {old['username']} -> {e.value}; fresh {fresh['username']} -> relayed {got['relayed']}")
+    assert nat.wait_log(h["turn"], f"Cannot find credentials of user <{old['username']}>")
+
+    # Chromium: its login_ok credentials are past their expiry by now; it must dial with fresh ones.
+    ok = login_ok_ice_servers(h)
+    assert time.time() > ok["ice_servers_expire_at"], "Chromium's first credentials should have expired"
+    set_relay_only(drv, True)
+    log_before = len(h["turn"].log_text())
+    try:
+        relayed_call(h, [], label="after expiry, Chromium relay-only")
+    finally:
+        set_relay_only(drv, False)
+    used = [int(u) for u in re.findall(rf"new, realm=<{nat.REALM}>, username=<(\d+):bob>", h["turn"].log_text()[log_before:])]
+    log(f"coturn allocations for bob, by credential expiry: {used} (login_ok's: {ok['ice_servers_expire_at']})")
+    assert used and max(used) > ok["ice_servers_expire_at"], "Chromium allocated with a refreshed credential"
+
+
+def test_udp_blocked_at_home_only_turn_over_tcp(tincan):
+    """nat1 drops every UDP packet from Chromium's home: the call still connects, through coturn over
+    TCP (Chromium's relay candidate is TURN/TCP), and audio crosses both ways."""
+    h = tincan
+    n = h["net"]
+    n.block_udp(n.nat1)
+    try:
+        relayed_call(h, [], relay_protocol="tcp", label="UDP blocked in home1")
+        dropped = n.udp_dropped(n.nat1)
+        log(f"nat1 dropped {dropped} UDP packets from home1")
+        assert dropped > 0, "Chromium tried UDP and the NAT dropped it"
+    finally:
+        n.unblock_udp(n.nat1)
