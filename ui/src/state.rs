@@ -221,6 +221,8 @@ impl UiState {
             AppEvent::Error { error } => self.error = Some(error),
             // Routed to the native media session by the media controller, not UI state.
             AppEvent::NativeMedia { .. } => {}
+            // The server-issued STUN / TURN servers: the media controller keeps them.
+            AppEvent::IceServers { .. } => {}
         }
     }
 }

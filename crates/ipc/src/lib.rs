@@ -5,7 +5,9 @@
 //! `tincan-proto` and are re-exported here; nothing in this crate re-declares a protocol message.
 //!
 //! Nothing in this crate can carry a secret key *out* of the backend: the only field that holds one is
-//! [`SignInCredentials::SecretKey::secret_key`], an argument the UI sends in.
+//! [`SignInCredentials::SecretKey::secret_key`], an argument the UI sends in. (The short-lived TURN
+//! credentials in [`AppEvent::IceServers`] do go to the UI: its web engine dials TURN with them.
+//! They are minted by the server per user for one TTL, and print `<redacted>` under `Debug`.)
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,7 +16,12 @@ pub mod call_view;
 pub mod native_media;
 pub mod session;
 
-pub use tincan_proto::{CallId, CallType, CloseReason, EndReason, MediaSignal, MissedCall, UserId};
+/// `IceServer` (a STUN or TURN server as `RTCIceServer` takes it) is the wire type: the same for
+/// the servers a user types into Settings and the ones the signaling server issues; its `Debug`
+/// never prints the credential.
+pub use tincan_proto::{
+    CallId, CallType, CloseReason, EndReason, IceServer, MediaSignal, MissedCall, UserId,
+};
 
 /// The one event name the backend emits; the payload is an [`AppEvent`].
 pub const EVENT: &str = "tincan://event";
@@ -304,16 +311,6 @@ pub struct SignalArgs {
     pub signal: MediaSignal,
 }
 
-/// A STUN or TURN server, as `RTCIceServer` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
-}
-
 /// Default ring timeout, seconds.
 pub const DEFAULT_RING_TIMEOUT_SECS: u32 = tincan_proto::DEFAULT_RING_TIMEOUT_SECS;
 /// Default lifetime of a UserSig the app makes from a secret key, seconds (10 minutes). The app
@@ -530,6 +527,16 @@ pub enum AppEvent {
     /// From the native media engine (webviews without WebRTC).
     NativeMedia {
         event: native_media::NativeMediaEvent,
+    },
+    /// The STUN / TURN servers the signaling server issued (in `login_ok`, then fresh TURN
+    /// credentials in each `ice_servers` refresh). Replaces the previous list; the media engines
+    /// use the latest at call start and ICE restart, merged with any servers the user configured.
+    /// Sent only when the list changes (so never by a server with none configured); an empty
+    /// list after sign-out. `expires_at`: when the TURN credentials expire, unix seconds.
+    IceServers {
+        ice_servers: Vec<IceServer>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
 }
 

@@ -36,6 +36,8 @@ fn login_ok_at(me: &str, server_time_ms: u64) -> ServerMessage {
         heartbeat_secs: 25,
         max_frame_bytes: 65_536,
         max_ring_secs: 120,
+        ice_servers: Vec::new(),
+        ice_servers_expire_at: None,
     }
 }
 

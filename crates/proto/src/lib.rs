@@ -5,6 +5,7 @@
 //! the same rules; a message has one shape everywhere.
 
 pub mod call;
+pub mod ice;
 pub mod ids;
 pub mod message;
 pub mod sdp;
@@ -14,6 +15,7 @@ pub mod usersig;
 pub mod wire;
 
 pub use call::{Call, CallEnd, CallError, CallEvent, Outcome, Party, Phase};
+pub use ice::{IceConfig, IceServer};
 pub use ids::{CallId, DeviceId, IdError, UserId};
 pub use message::{
     CallType, ClientMessage, CloseReason, DecodeError, EndReason, ErrorCode, MediaSignal,

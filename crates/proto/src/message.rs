@@ -4,6 +4,7 @@
 //! an example of each; a test round-trips every example in that file through these types, so the
 //! document cannot drift from the code.
 
+use crate::ice::IceServer;
 use crate::ids::{CallId, DeviceId, UserId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -339,6 +340,21 @@ pub enum ServerMessage {
         heartbeat_secs: u32,
         max_frame_bytes: u32,
         max_ring_secs: u32,
+        /// STUN / TURN servers for this user's calls (`RTCIceServer` dictionaries, TURN ones with
+        /// a short-lived credential). Omitted (empty) when the server has none configured.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
+        /// When the TURN credentials in `ice_servers` expire, unix seconds; omitted when there
+        /// are none. Fresh ones come in an `ice_servers` message before then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ice_servers_expire_at: Option<u64>,
+    },
+    /// Fresh ICE servers (new TURN credentials), sent to each signed-in connection before the
+    /// previous credentials expire (at 3/4 of their lifetime). Replaces the whole list.
+    IceServers {
+        ice_servers: Vec<IceServer>,
+        /// When these credentials expire, unix seconds.
+        expires_at: u64,
     },
     /// Calls that rang while this user was signed in nowhere.
     MissedCalls { calls: Vec<MissedCall> },

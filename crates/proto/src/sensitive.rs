@@ -7,6 +7,10 @@
 use std::fmt;
 use zeroize::Zeroize;
 
+/// What every secret prints as under `Debug` (also for secrets that must be serialized, like a
+/// TURN credential in `crate::ice::IceServer`, whose `Debug` is written by hand with this).
+pub const REDACTED: &str = "<redacted>";
+
 /// A secret value that refuses to be printed or serialized.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sensitive<T: Zeroize>(T);
@@ -31,7 +35,7 @@ impl<T: Zeroize> Drop for Sensitive<T> {
 
 impl<T: Zeroize> fmt::Debug for Sensitive<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        f.write_str(REDACTED)
     }
 }
 

@@ -64,6 +64,7 @@ fn server_examples_round_trip() {
     }
     let all: BTreeSet<String> = [
         "login_ok",
+        "ice_servers",
         "missed_calls",
         "invited",
         "ringing",

@@ -201,6 +201,10 @@ impl ClientSession {
                 }
                 self.apply(now, &msg);
             }
+            ServerMessage::IceServers {
+                ice_servers,
+                expires_at,
+            } => self.set_ice_servers(ice_servers.clone(), Some(*expires_at)),
             ServerMessage::LoginOk { .. }
             | ServerMessage::Pong { .. }
             | ServerMessage::Blocked { .. }

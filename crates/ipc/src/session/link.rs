@@ -222,6 +222,8 @@ impl ClientSession {
         self.drop_call(None, "You signed out.");
         self.link = Link::SignedOut;
         self.user = None;
+        // The credentials were this user's: nothing keeps them past the sign-out.
+        self.set_ice_servers(Vec::new(), None);
         self.set_connection(ConnectionState::SignedOut);
         self.emit(AppEvent::User { user: None });
     }
@@ -282,6 +284,8 @@ impl ClientSession {
                 user_id,
                 heartbeat_secs,
                 server_time_ms,
+                ice_servers,
+                ice_servers_expire_at,
                 ..
             } => {
                 let every = keepalive_every_ms(heartbeat_secs);
@@ -293,6 +297,8 @@ impl ClientSession {
                     last_heard: now,
                 };
                 self.user = Some(user_id.clone());
+                // Before "online": whoever starts a call once online finds the servers there.
+                self.set_ice_servers(ice_servers, ice_servers_expire_at);
                 // State first, then the reply: whoever awaits the sign-in reads "online".
                 self.set_connection(ConnectionState::Online);
                 self.emit(AppEvent::User {

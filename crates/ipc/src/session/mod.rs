@@ -44,7 +44,7 @@ pub use rules::{backoff_ms, close_is_final, close_reason, keepalive_every_ms, lo
 use crate::{AppEvent, CallView, ConnectionState, IpcError};
 use std::collections::VecDeque;
 use tincan_proto::{
-    CallId, CallType, ClientMessage, CloseReason, MediaSignal, ServerMessage, UserId,
+    CallId, CallType, ClientMessage, CloseReason, IceServer, MediaSignal, ServerMessage, UserId,
 };
 
 /// The driver's clock: unix milliseconds. Only differences matter for deadlines; the value itself is
@@ -202,6 +202,9 @@ pub struct ClientSession {
     /// The last calls that ended here: an invitation or a new call with one of these IDs is refused,
     /// so a call the UI saw end never comes back.
     finished: VecDeque<CallId>,
+    /// The latest ICE servers from the server (`login_ok`, `ice_servers`), with their expiry.
+    /// Kept through a lost connection (a held call's ICE restart needs them); cleared at sign-out.
+    ice: (Vec<IceServer>, Option<u64>),
     out: VecDeque<Output>,
     rng: u64,
 }
@@ -224,6 +227,7 @@ impl ClientSession {
             kept: resume::Kept::default(),
             server_offset_ms: 0,
             finished: VecDeque::new(),
+            ice: (Vec::new(), None),
             out: VecDeque::new(),
             rng,
         }
@@ -254,6 +258,17 @@ impl ClientSession {
     /// The signed-in user (kept while reconnecting).
     pub fn user(&self) -> Option<&UserId> {
         self.user.as_ref()
+    }
+
+    /// The latest ICE servers the signaling server issued (empty when it has none or when
+    /// signed out), for a media engine starting a call.
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.ice.0
+    }
+
+    /// When the TURN credentials in [`ClientSession::ice_servers`] expire, unix seconds.
+    pub fn ice_servers_expire_at(&self) -> Option<u64> {
+        self.ice.1
     }
 
     /// Is a login accepted on the current connection (may call commands be sent)?
@@ -316,6 +331,18 @@ impl ClientSession {
 
     fn reply(&mut self, id: CommandId, result: Result<Reply, IpcError>) {
         self.out.push_back(Output::Reply { id, result });
+    }
+
+    /// Keeps a new ICE server list and tells the UI, when it differs from the kept one.
+    fn set_ice_servers(&mut self, ice_servers: Vec<IceServer>, expires_at: Option<u64>) {
+        if self.ice.0 == ice_servers && self.ice.1 == expires_at {
+            return;
+        }
+        self.ice = (ice_servers.clone(), expires_at);
+        self.emit(AppEvent::IceServers {
+            ice_servers,
+            expires_at,
+        });
     }
 
     fn set_connection(&mut self, state: ConnectionState) {

@@ -48,6 +48,8 @@ pub fn login_ok(me: &str) -> ServerMessage {
         heartbeat_secs: 25,
         max_frame_bytes: 65_536,
         max_ring_secs: 120,
+        ice_servers: Vec::new(),
+        ice_servers_expire_at: None,
     }
 }
 

@@ -8,9 +8,11 @@
 //!
 //! Here: the types, the state and the invariants. `presence` (sign-in, sign-out, who is busy, missed
 //! calls), `routing` (frames to rules, placing a call), `ring` (a call's life: timeouts, events,
-//! endings), `relay` (media negotiation, checked by `crate::sdp`, then relayed).
+//! endings), `relay` (media negotiation, checked by `crate::sdp`, then relayed), `ice` (STUN /
+//! TURN servers at sign-in and fresh TURN credentials before they expire).
 
 use crate::call::{Call, CallError, Party, Phase};
+use crate::ice::IceConfig;
 use crate::ids::{CallId, DeviceId, UserId};
 use crate::message::{CloseReason, ErrorCode, ServerMessage, DEFAULT_RING_TIMEOUT_SECS};
 use crate::sdp::{self, CandidateBudget};
@@ -20,6 +22,7 @@ pub use missed::{MissedChange, MissedEntry};
 pub use presence::Leave;
 
 mod abuse;
+mod ice;
 mod missed;
 mod presence;
 mod relay;
@@ -86,6 +89,9 @@ pub struct Config {
     /// How long a connected call is held when a party's connection drops, and how long a claim
     /// waits for the peer's after a server restart (`resume`); 0 ends such calls at once.
     pub resume_secs: u32,
+    /// STUN / TURN servers told to clients in `login_ok`, with TURN credentials refreshed by an
+    /// `ice_servers` frame at 3/4 of their TTL (`ice`). Empty by default: nothing is sent.
+    pub ice: IceConfig,
 }
 
 impl Default for Config {
@@ -108,6 +114,7 @@ impl Default for Config {
             min_recall_secs: 5,
             max_blocked_per_user: 1000,
             resume_secs: DEFAULT_RESUME_SECS,
+            ice: IceConfig::default(),
         }
     }
 }
@@ -163,6 +170,9 @@ pub struct Switchboard {
     blocks: HashMap<UserId, HashSet<UserId>>,
     /// Held calls, claims after a restart and remembered endings (`resume`).
     resume: resume::Resume,
+    /// When each signed-in session is due fresh TURN credentials (`ice`); empty unless TURN is
+    /// configured.
+    ice_refresh: BTreeSet<(u64, SessionId)>,
 }
 
 impl Switchboard {
@@ -192,13 +202,15 @@ impl Switchboard {
         self.sessions.get(&sid)
     }
 
-    /// The earliest ring deadline, so the server knows when to call [`Switchboard::tick`].
+    /// The earliest deadline (a ring timeout, a resume timer, an ICE refresh), so the server
+    /// knows when to call [`Switchboard::tick`].
     pub fn next_deadline(&self) -> Option<u64> {
         let ring = self.deadlines.first().map(|(t, _)| *t);
-        match (ring, self.next_resume_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let ice = self.ice_refresh.first().map(|(t, _)| *t);
+        [ring, self.next_resume_deadline(), ice]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn session_of(&self, p: &Party) -> Option<SessionId> {

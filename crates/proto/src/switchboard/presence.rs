@@ -115,6 +115,7 @@ impl Switchboard {
             .entry(party.user.clone())
             .or_default()
             .push((party.device.clone(), sid));
+        let ice = self.issue_ice(sid, &party.user, now_ms);
         out.push(Action::Send(
             sid,
             ServerMessage::LoginOk {
@@ -124,6 +125,8 @@ impl Switchboard {
                 heartbeat_secs: self.config.heartbeat_secs,
                 max_frame_bytes: self.config.max_frame_bytes,
                 max_ring_secs: self.config.max_ring_secs,
+                ice_servers: ice.ice_servers,
+                ice_servers_expire_at: ice.expires_at,
             },
         ));
         let calls = self.take_missed(&party.user, now_ms, out);

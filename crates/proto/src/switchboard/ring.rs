@@ -7,7 +7,7 @@ use crate::ids::{CallId, UserId};
 use crate::message::{EndReason, ServerMessage};
 
 impl Switchboard {
-    /// Ends ringing calls whose time is up.
+    /// Ends ringing calls whose time is up (and runs the other deadlines: resume, ICE refresh).
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         while let Some((deadline, id)) = self.deadlines.first().cloned() {
             if deadline > now_ms {
@@ -17,6 +17,7 @@ impl Switchboard {
             let _ = self.apply(&id, CallEvent::Tick, now_ms, out);
         }
         self.tick_resume(now_ms, out);
+        self.tick_ice(now_ms, out);
     }
 
     pub(super) fn event(
