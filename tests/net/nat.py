@@ -221,9 +221,9 @@ def wait_log(turn, needle, timeout=5.0):
 # --- a minimal STUN / TURN client (RFC 8489, RFC 8656) ---
 
 MAGIC = 0x2112A442
-BINDING, ALLOCATE, REFRESH = 0x0001, 0x0003, 0x0004
+BINDING, ALLOCATE, REFRESH, CREATE_PERMISSION = 0x0001, 0x0003, 0x0004, 0x0008
 A_USERNAME, A_MI, A_ERROR, A_LIFETIME, A_REALM, A_NONCE = 0x0006, 0x0008, 0x0009, 0x000D, 0x0014, 0x0015
-A_XOR_RELAYED, A_REQ_TRANSPORT, A_XOR_MAPPED, A_FINGERPRINT = 0x0016, 0x0019, 0x0020, 0x8028
+A_XOR_PEER, A_XOR_RELAYED, A_REQ_TRANSPORT, A_XOR_MAPPED, A_FINGERPRINT = 0x0012, 0x0016, 0x0019, 0x0020, 0x8028
 
 
 class TurnError(Exception):
@@ -345,35 +345,71 @@ def binding_from(sock, ip, port):
     raise TurnError(0, f"no Binding answer from {ip}:{port}")
 
 
-def allocate(ip, port, username, password, transport="udp", timeout=3.0):
-    """A TURN Allocate (UDP relay) with long-term credentials, over `transport` to the server.
-    Returns {"relayed": (ip, port), "mapped": (ip, port), "lifetime": s}; raises TurnError with
-    the server's error code (e.g. 401 when it refuses the credentials). Releases the allocation
-    (Refresh, lifetime 0) before returning."""
-    conn = _Conn(ip, port, transport, timeout)
-    try:
+class Allocation:
+    """A TURN allocation (UDP relay) held open over its own transport, with long-term credentials.
+    `Allocation(...)` allocates (raises TurnError with the server's code, e.g. 401 when it refuses
+    the credentials); `refresh` and `permit` ask again with the same credential; `close` releases
+    it (Refresh, lifetime 0)."""
+
+    def __init__(self, ip, port, username, password, transport="udp", timeout=3.0):
+        self.conn = _Conn(ip, port, transport, timeout)
+        try:
+            self._allocate(username, password)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _allocate(self, username, password):
         transport_attr = (A_REQ_TRANSPORT, bytes([17, 0, 0, 0]))
         txid = os.urandom(12)
-        mtype, attrs = conn.ask(_message(ALLOCATE, txid, [transport_attr]), txid)
+        mtype, attrs = self.conn.ask(_message(ALLOCATE, txid, [transport_attr]), txid)
         if mtype != 0x0113:
             raise TurnError(0, f"an unauthenticated Allocate was not refused (type {mtype:#06x})")
         err = _error(attrs)
         if err.code != 401 or A_NONCE not in attrs:
             raise err
         realm, nonce = attrs[A_REALM], attrs[A_NONCE]
-        key = hashlib.md5(f"{username}:{realm.decode()}:{password}".encode()).digest()
-        auth = [(A_USERNAME, username.encode()), (A_REALM, realm), (A_NONCE, nonce)]
+        self.key = hashlib.md5(f"{username}:{realm.decode()}:{password}".encode()).digest()
+        self.auth = [(A_USERNAME, username.encode()), (A_REALM, realm), (A_NONCE, nonce)]
+        mtype, attrs = self._ask(ALLOCATE, [transport_attr])
+        self.relayed = _xor_address(attrs[A_XOR_RELAYED])
+        self.mapped = _xor_address(attrs[A_XOR_MAPPED])
+        self.lifetime = struct.unpack("!I", attrs[A_LIFETIME])[0]
+
+    def _ask(self, method, attrs):
         txid = os.urandom(12)
-        mtype, attrs = conn.ask(_message(ALLOCATE, txid, [transport_attr, *auth], key), txid)
-        if mtype != 0x0103:
-            raise _error(attrs)
-        out = {"relayed": _xor_address(attrs[A_XOR_RELAYED]), "mapped": _xor_address(attrs[A_XOR_MAPPED]),
-               "lifetime": struct.unpack("!I", attrs[A_LIFETIME])[0]}
-        txid = os.urandom(12)
-        conn.ask(_message(REFRESH, txid, [(A_LIFETIME, struct.pack("!I", 0)), *auth], key), txid)
-        return out
+        mtype, got = self.conn.ask(_message(method, txid, [*attrs, *self.auth], self.key), txid)
+        if mtype != method | 0x0100:
+            raise _error(got)
+        return mtype, got
+
+    def refresh(self, lifetime=600):
+        """Refresh (RFC 8656 7.2); returns the lifetime granted."""
+        _, got = self._ask(REFRESH, [(A_LIFETIME, struct.pack("!I", lifetime))])
+        return struct.unpack("!I", got[A_LIFETIME])[0] if A_LIFETIME in got else 0
+
+    def permit(self, peer_ip):
+        """CreatePermission for a peer address (RFC 8656 9)."""
+        value = struct.pack("!BBH", 0, 1, 0 ^ (MAGIC >> 16)) + struct.pack(
+            "!I", int(ipaddress.IPv4Address(peer_ip)) ^ MAGIC)
+        self._ask(CREATE_PERMISSION, [(A_XOR_PEER, value)])
+
+    def close(self):
+        try:
+            self.refresh(0)
+        except (OSError, TurnError):
+            pass
+        self.conn.close()
+
+
+def allocate(ip, port, username, password, transport="udp", timeout=3.0):
+    """One Allocate, released again: {"relayed": (ip, port), "mapped": (ip, port), "lifetime": s};
+    raises TurnError with the server's error code (e.g. 401 when it refuses the credentials)."""
+    a = Allocation(ip, port, username, password, transport, timeout)
+    try:
+        return {"relayed": a.relayed, "mapped": a.mapped, "lifetime": a.lifetime}
     finally:
-        conn.close()
+        a.close()
 
 
 # --- reachability probes, run inside a namespace as a child process (bounded by its timeout) ---

@@ -156,6 +156,29 @@ def test_coturn_takes_rest_credentials_and_refuses_expired_ones(world):
     assert text, "coturn's log should name the expired username it refused"
 
 
+def test_coturn_keeps_an_allocation_past_its_credential_expiry(world):
+    """What docs/PROTOCOL.md promises for a call in progress when its credential expires: coturn
+    checks the expiry when an allocation is made, not afterwards. An allocation made just before
+    the expiry still refreshes and installs permissions after it; a new one with the same
+    credential is refused."""
+    n, secret = world["net"], world["secret"]
+    expiry = int(time.time()) + 2
+    user, pw = nat.rest_credentials(secret, "dave", expiry)
+    with n.home1.entered():
+        alloc = nat.Allocation(nat.PUBLIC_IP, nat.TURN_PORT, user, pw, "udp")
+        try:
+            alloc.permit(n.nat2.wan_ip)
+            time.sleep(max(0.0, expiry + 1.2 - time.time()))
+            granted = alloc.refresh(600)
+            alloc.permit(n.nat2.wan_ip)
+            with pytest.raises(nat.TurnError) as e:
+                nat.allocate(nat.PUBLIC_IP, nat.TURN_PORT, user, pw, "udp")
+        finally:
+            alloc.close()
+    log(f"after {user} expired: its allocation refreshed ({granted} s) and took a permission; a new Allocate: {e.value}")
+    assert granted == 600 and e.value.code == 401
+
+
 # --- calls through the relay: tincan-server in pub, Chromium in home1, the native engine in home2 ---
 
 SERVER_PORT = 7443
