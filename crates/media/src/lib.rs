@@ -25,7 +25,9 @@ mod verify;
 
 pub use analysis::peak_frequency;
 pub use config::{AudioInput, AudioOutput, EngineConfig, Role};
-pub use devices::{list_devices, AudioDevice, DeviceKind};
+pub use devices::{
+    list_devices, watch_devices, AudioDevice, DeviceKind, DeviceWatch, DevicesChanged,
+};
 pub use error::MediaError;
 pub use plugins::{check_plugins, MissingPlugin};
 pub use session::{
