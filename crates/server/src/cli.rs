@@ -201,6 +201,10 @@ pub struct ServeArgs {
     /// Missed calls kept per user (one per caller: calling again replaces the older one).
     #[arg(long, default_value_t = 20)]
     pub missed_per_user: usize,
+    /// STUN / TURN servers handed to clients, with short-lived TURN credentials
+    /// (`crate::turn`; README, "TURN (coturn) next to tincan-server").
+    #[command(flatten)]
+    pub turn: crate::turn::TurnArgs,
 }
 
 /// Where missed calls are kept when no --data-dir is given: systemd's `StateDirectory=`, else the
@@ -291,6 +295,8 @@ pub enum CliError {
     TooLarge(tincan_proto::UserSigError),
     #[error(transparent)]
     Server(#[from] crate::ServerError),
+    #[error(transparent)]
+    Turn(#[from] crate::turn::TurnConfigError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error(
@@ -380,6 +386,9 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
         )
         .init();
     let secret = a.secret.load()?;
+    let ice = a
+        .turn
+        .build(std::env::var(crate::turn::TURN_SECRET_ENV).ok())?;
     // Before anything opens a descriptor: each connection needs one, and the usual soft limit
     // (1,024) would stall the server near a thousand sessions.
     crate::fds::raise_nofile_limit();
@@ -420,6 +429,15 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     config.switchboard.missed_ttl_ms = a.missed_ttl_secs.max(1).saturating_mul(1000);
     config.switchboard.max_missed_per_caller = a.missed_per_caller;
     config.switchboard.max_missed_per_user = a.missed_per_user;
+    if !ice.is_empty() {
+        tracing::info!(
+            stun = ?ice.stun_urls,
+            turn = ?ice.turn_urls,
+            ttl_secs = ice.turn_ttl_secs,
+            "handing ICE servers to clients"
+        );
+    }
+    config.switchboard.ice = ice;
     config.data_dir = if a.memory_only {
         None
     } else {

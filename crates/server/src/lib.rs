@@ -17,6 +17,7 @@ pub mod proxy;
 mod routes;
 pub mod store;
 pub mod tls;
+pub mod turn;
 
 pub use config::ServerConfig;
 
