@@ -32,6 +32,7 @@ turnserver (scripts/setup.sh installs coturn and nftables).
 
 import json
 import os
+import queue
 import re
 import socket
 import ssl
@@ -51,9 +52,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "media"))
 
 import nat  # noqa: E402
 import netns  # noqa: E402
-from test_media import SDKAPPID, SERVER_BIN, UI_DIST, chromium, click, dial, el, log, screen, sign_in, wait_for, wait_screen, back_home  # noqa: E402
-from test_native_interop import BROWSER_TONE, NATIVE_BIN, check_browser_hears_native, hang_up_from_browser  # noqa: E402
-from test_two_hosts import RECORD_PCS, SELECTED_PAIR, RemoteNativePeer, make_tls_files  # noqa: E402
+from test_media import SDKAPPID, SERVER_BIN, UI_DIST, chromium, click, dial, el, log, screen, wait_for, wait_screen, back_home  # noqa: E402
+from test_native_interop import BROWSER_TONE, NATIVE_BIN, NATIVE_TONE, NativePeer, check_browser_hears_native, hang_up_from_browser  # noqa: E402
+from test_two_hosts import RECORD_PCS, SELECTED_PAIR, make_tls_files  # noqa: E402
 
 OK, WHY = netns.available()
 MISSING = nat.missing_tools()
@@ -231,11 +232,13 @@ def _help(binary, *args):
         return f"({e})"
 
 
-def missing_pieces():
+def missing_pieces(server_only=False):
     """The parts of issue 14 these calls need that the built binaries do not have yet, by name."""
     out = []
     if "--turn-url" not in _help(SERVER_BIN, "serve"):
         out.append(f"tincan-server serve has no --turn-url / --turn-secret-file / --turn-ttl ({SERVER_BIN})")
+    if server_only:
+        return out
     if "--relay-only" not in _help(NATIVE_BIN):
         out.append(f"native_peer has no --relay-only / route events ({NATIVE_BIN})")
     wasm = [f for f in os.listdir(UI_DIST) if f.endswith(".wasm")] if os.path.isdir(UI_DIST) else []
@@ -246,12 +249,52 @@ def missing_pieces():
     return out
 
 
+def usersig(secret_key, user):
+    """A UserSig made with the server's own `usersig gen` (the server's /dev/usersig answers only
+    requests from its own machine, and the clients here are in other homes)."""
+    r = subprocess.run([SERVER_BIN, "usersig", "gen", "--sdkappid", str(SDKAPPID), "--user", user, "--expire", "3600"],
+                       env=dict(os.environ, TINCAN_SECRET_KEY=secret_key), capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and r.stdout.strip(), f"usersig gen: {r.stderr}"
+    return r.stdout.strip()
+
+
+def sign_in_with_sig(drv, user, sig):
+    """The sign-in form with a pasted UserSig."""
+    wait_screen(drv, "signin", 20)
+    for css, value in (("#user-id", user), ("#sdk-app-id", str(SDKAPPID)), ("#user-sig", sig)):
+        el(drv, css).clear()
+        el(drv, css).send_keys(value)
+    click(drv, "#sign-in")
+    wait_for(f"{user} online", lambda: el(drv, "#me").text == user, 15)
+    wait_for("connection online", lambda: "Online" in el(drv, "#connection").text, 10)
+
+
+class HomeNativePeer(NativePeer):
+    """native_peer in home2, signed in over wss (the app's connector, the test CA) with a UserSig."""
+
+    def __init__(self, h, *args, seconds=40):
+        assert os.path.exists(NATIVE_BIN), f"build it: cargo build -p tincan-media --example native_peer ({NATIVE_BIN})"
+        cmd = [NATIVE_BIN, "--server", h["base"].replace("https://", "wss://") + "/ws", "--sdkappid", str(SDKAPPID),
+               "--user", "native", "--sig", usersig(h["secret_key"], "native"), "--ca-file", h["ca"],
+               "--tone", str(NATIVE_TONE), "--expect", str(BROWSER_TONE), "--seconds", str(seconds), *args]
+        env = {k: v for k, v in os.environ.items() if k != "TINCAN_CA_FILE"}
+        self.proc = h["b"].popen(cmd, stdout=subprocess.PIPE, env=env, text=True,
+                                 stderr=open(os.environ.get("NATIVE_PEER_STDERR", os.devnull), "a"))
+        self.events = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def candidates(self, direction):
+        return [c for ev in self.seen if ev.get("event") == "candidates" and ev["dir"] == direction
+                for c in ev["candidates"]]
+
+
 @pytest.fixture(scope="module")
-def tincan(world):
-    """tincan-server (TLS, TURN credentials for coturn's secret, short TTL) in pub; a headless
-    Chromium signed in as bob in home1 (this thread is in home1 for the module: chromedriver and
-    Chromium start there and the test's own requests leave through nat1)."""
-    missing = missing_pieces()
+def tincan_server(world):
+    """tincan-server in pub: wss (a test CA), TURN credentials for coturn's secret with a short TTL;
+    and carol, a plain client signed in from home1 right away (her login_ok credentials are the
+    first to expire)."""
+    missing = missing_pieces(server_only=True)
     if missing:
         pytest.skip("not built yet: " + "; ".join(missing))
     n, d = world["net"], world["dir"]
@@ -260,7 +303,9 @@ def tincan(world):
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(world["secret"] + "\n")
-    env = dict(os.environ, TINCAN_SECRET_KEY="turn-nat-" + os.urandom(8).hex(), TINCAN_LOG="warn")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINCAN_TURN", "TINCAN_STUN"))}
+    secret_key = "turn-nat-" + os.urandom(8).hex()
+    env.update(TINCAN_SECRET_KEY=secret_key, TINCAN_LOG="warn")
     logf = open(os.path.join(d, "server.log"), "w")
     cmd = [SERVER_BIN, "serve", "--listen", f"{nat.PUBLIC_IP}:{SERVER_PORT}", "--sdkappid", str(SDKAPPID),
            "--ui-dir", UI_DIST, "--dev-issue-sigs", "--tls-cert", cert, "--tls-key", key, "--memory-only",
@@ -279,30 +324,14 @@ def tincan(world):
         with urllib.request.urlopen(base + "/healthz", timeout=1, context=ctx) as r:
             return r.status == 200
 
-    drv = carol = None
+    carol = None
     try:
-        with n.home1.entered():
+        with n.home1.entered():  # the sockets made here stay in home1
             wait_for("tincan-server in pub, from home1", up, timeout=20)
-            # Signed in first, so its credentials from login_ok are the first to expire.
-            carol = SignalingClient(base, ca, "carol", ctx)
-            drv = chromium(d, "bob-home1", BROWSER_TONE, [f"--ignore-certificate-errors-spki-list={spki}"])
-            drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_PCS + TAP})
-            drv.set_script_timeout(10)
-            drv.get(base + "/")
-            sign_in(drv, "bob")
-            signed_in_at = time.time()
-            yield dict(world, a=n.home1, b=n.home2, base=base, ctx=ctx, ca=ca, drv=drv, server_log=logf.name,
-                       signed_in_at=signed_in_at, carol=carol)
+            carol = SignalingClient(base, ca, "carol", usersig(secret_key, "carol"))
+        yield dict(world, a=n.home1, b=n.home2, base=base, ctx=ctx, ca=ca, spki=spki, carol=carol,
+                   secret_key=secret_key)
     finally:
-        if drv is not None:
-            try:
-                for entry in drv.get_log("browser")[-20:]:
-                    if entry.get("level") in ("SEVERE", "WARNING"):
-                        log(f"console: {entry.get('message')}")
-            except Exception:
-                pass
-            with n.home1.entered():
-                drv.quit()
         if carol is not None:
             carol.close()
         server.terminate()
@@ -311,6 +340,37 @@ def tincan(world):
         except subprocess.TimeoutExpired:
             server.kill()
         logf.close()
+
+
+@pytest.fixture(scope="module")
+def tincan(tincan_server):
+    """A headless Chromium signed in as bob in home1, loading the UI from the server in pub. This
+    thread is in home1 for the module: chromedriver and Chromium start there, and the test's own
+    requests leave through nat1."""
+    missing = missing_pieces()
+    if missing:
+        pytest.skip("not built yet: " + "; ".join(missing))
+    h = tincan_server
+    n = h["net"]
+    drv = None
+    try:
+        with n.home1.entered():
+            drv = chromium(h["dir"], "bob-home1", BROWSER_TONE, [f"--ignore-certificate-errors-spki-list={h['spki']}"])
+            drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_PCS + TAP})
+            drv.set_script_timeout(10)
+            drv.get(h["base"] + "/")
+            sign_in_with_sig(drv, "bob", usersig(h["secret_key"], "bob"))
+            yield dict(h, drv=drv, signed_in_at=time.time())
+    finally:
+        if drv is not None:
+            with n.home1.entered():
+                try:
+                    for entry in drv.get_log("browser")[-20:]:
+                        if entry.get("level") in ("SEVERE", "WARNING"):
+                            log(f"console: {entry.get('message')}")
+                except Exception:
+                    pass
+                drv.quit()
 
 
 def login_ok_ice_servers(h):
@@ -337,7 +397,7 @@ def relayed_call(h, native_args, relay_protocol="udp", native_calls=False, label
     the page's frames during the call)."""
     drv = h["drv"]
     first_frame = frame_count(drv)
-    native = RemoteNativePeer(h, *native_args, *(["--call", "bob"] if native_calls else ["--answer"]))
+    native = HomeNativePeer(h, *native_args, *(["--call", "bob"] if native_calls else ["--answer"]))
     try:
         native.wait("signed_in", 20)
         if native_calls:
@@ -436,15 +496,13 @@ class SignalingClient:
     """A plain WebSocket client signed in over wss (from the calling thread's namespace), whose
     frames a reader thread keeps, with their arrival times; the reader answers the server's pings."""
 
-    def __init__(self, base, ca, user, ctx):
+    def __init__(self, base, ca, user, sig):
         import websocket  # websocket-client, installed with selenium
 
-        with urllib.request.urlopen(f"{base}/dev/usersig?user={user}", timeout=5, context=ctx) as r:
-            sig = json.load(r)
         self.ws = websocket.create_connection(base.replace("https://", "wss://") + "/ws", timeout=5,
                                               sslopt={"ca_certs": ca})
-        self.ws.send(json.dumps({"type": "login", "version": 1, "sdk_app_id": sig["sdk_app_id"],
-                                 "user_id": user, "user_sig": sig["user_sig"], "device_id": "turn-nat"}))
+        self.ws.send(json.dumps({"type": "login", "version": 1, "sdk_app_id": SDKAPPID,
+                                 "user_id": user, "user_sig": sig, "device_id": "turn-nat"}))
         self.frames = []  # (arrival time, decoded frame)
         self.closed = False
         self.ws.settimeout(1)
@@ -481,13 +539,11 @@ def turn_entry(ice_servers):
     return next(s for s in ice_servers if any(u.startswith("turn:") for u in s["urls"]))
 
 
-def test_expired_credentials_are_refused_and_fresh_ones_arrive(tincan):
+def test_expired_credentials_are_refused_and_fresh_ones_arrive(tincan_server):
     """carol's credentials from login_ok are replaced by an `ice_servers` frame before they expire;
-    once expired, coturn refuses them (401) and takes the fresh ones. Chromium, signed in more than
-    a TTL ago, dials in relay-only mode (so its own allocation carries the call) and coturn sees it
-    allocate with a refreshed credential."""
-    h = tincan
-    carol, drv = h["carol"], h["drv"]
+    once expired, coturn refuses them (401) and takes the fresh ones."""
+    h = tincan_server
+    carol = h["carol"]
     t_login, login = carol.first("login_ok", 5)
     old = turn_entry(login["ice_servers"])
     old_expiry = login["ice_servers_expire_at"]
@@ -507,8 +563,18 @@ def test_expired_credentials_are_refused_and_fresh_ones_arrive(tincan):
     log(f"coturn: expired {old['username']} -> {e.value}; fresh {fresh['username']} -> relayed {got['relayed']}")
     assert nat.wait_log(h["turn"], f"Cannot find credentials of user <{old['username']}>")
 
-    # Chromium: its login_ok credentials are past their expiry by now; it must dial with fresh ones.
+
+def test_chromium_dials_with_refreshed_credentials(tincan):
+    """Chromium, signed in for longer than the TTL (its login_ok credentials have expired), calls in
+    relay-only mode (so its own allocation carries the call) and coturn sees it allocate with a
+    refreshed credential."""
+    h = tincan
+    drv = h["drv"]
+    wait_for("Chromium's login_ok credentials to expire",
+             lambda: time.time() > login_ok_ice_servers(h)["ice_servers_expire_at"] + 1, TURN_TTL + 5, every=0.5)
     ok = login_ok_ice_servers(h)
+    refreshes = [f for f in chromium_frames(drv) if f["dir"] == "received" and '"type":"ice_servers"' in f["data"]]
+    assert refreshes, "the page got an ice_servers frame"
     assert time.time() > ok["ice_servers_expire_at"], "Chromium's first credentials should have expired"
     set_relay_only(drv, True)
     log_before = len(h["turn"].log_text())
