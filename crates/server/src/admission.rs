@@ -372,7 +372,11 @@ impl Pending {
 pub struct Guarded<Io> {
     io: Io,
     meter: Arc<ConnMeter>,
-    timer: Pin<Box<Sleep>>,
+    /// The pre-upgrade deadlines' timer; dropped at the first read or write after the upgrade.
+    /// Kept, it would hold the HTTP task's waker (registered when hyper last polled it) until it
+    /// fired: that pinned the whole finished HTTP connection task (~1.4 KB) and the timer's
+    /// allocation to every idle WebSocket for `upgrade_timeout`.
+    timer: Option<Pin<Box<Sleep>>>,
     /// When the timer is set to fire.
     timer_at: Instant,
     /// Set while a request's headers are awaited: at accept, and at a request's first byte read.
@@ -394,7 +398,7 @@ impl<Io> Guarded<Io> {
         Self {
             io,
             meter,
-            timer: Box::pin(tokio::time::sleep_until(timer_at)),
+            timer: Some(Box::pin(tokio::time::sleep_until(timer_at))),
             timer_at,
             header_deadline: Some(header_deadline),
             idle_deadline,
@@ -418,11 +422,12 @@ impl<Io> Guarded<Io> {
             Some(h) => h.min(self.idle_deadline),
             None => self.idle_deadline,
         };
+        let timer = self.timer.as_mut()?;
         if self.timer_at != due {
-            self.timer.as_mut().reset(due);
+            timer.as_mut().reset(due);
             self.timer_at = due;
         }
-        if self.timer.as_mut().poll(cx).is_pending() {
+        if timer.as_mut().poll(cx).is_pending() {
             return None;
         }
         let what = if self.header_deadline.is_some_and(|h| h <= due) {
@@ -442,7 +447,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Guarded<Io> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.meter.upgraded() {
+        if this.passing_through() {
             return Pin::new(&mut this.io).poll_read(cx, buf);
         }
         if let Some(err) = this.expired(cx) {
@@ -469,7 +474,7 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Guarded<Io> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.io).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = r {
-            if n > 0 && !this.meter.upgraded() {
+            if n > 0 && !this.passing_through() {
                 this.progress();
             }
         }
@@ -484,7 +489,7 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Guarded<Io> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = r {
-            if n > 0 && !this.meter.upgraded() {
+            if n > 0 && !this.passing_through() {
                 this.progress();
             }
         }
@@ -505,6 +510,16 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Guarded<Io> {
 }
 
 impl<Io> Guarded<Io> {
+    /// Whether the connection has upgraded (only bytes pass now); the first time it says so, the
+    /// deadlines' timer goes (see [`Guarded::timer`]).
+    fn passing_through(&mut self) -> bool {
+        if !self.meter.upgraded() {
+            return false;
+        }
+        self.timer = None;
+        true
+    }
+
     /// Bytes went out to the client: a response is under way, so its request's headers were read,
     /// and the connection is not idle.
     fn progress(&mut self) {
