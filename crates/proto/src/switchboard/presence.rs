@@ -111,9 +111,11 @@ impl Switchboard {
         // too: that device was signed out as surely as a kicked one.
         self.end_held_elsewhere(&party, now_ms, out);
         self.sessions.insert(sid, party.clone());
+        // Room for one device: most users have one, and a default `Vec` would take four (128
+        // bytes per idle user where 32 are used).
         self.devices
             .entry(party.user.clone())
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push((party.device.clone(), sid));
         let ice = self.issue_ice(sid, &party.user, now_ms);
         out.push(Action::Send(
