@@ -39,15 +39,29 @@ type Receiver = SplitStream<WebSocket>;
 ///
 /// `pending` is this connection's "not signed in yet" count (see [`crate::admission`]): released
 /// at `login_ok`.
-pub async fn run(
+pub fn run(
     socket: WebSocket,
     hub: Arc<Hub>,
     slot: ConnectionSlot,
     pending: crate::admission::Pending,
+) -> impl std::future::Future<Output = ()> + Send {
+    // Split before the future is made: an async fn keeps its arguments for its whole life, so the
+    // socket (368 bytes, moved into the split halves at once) would sit unused in every idle
+    // connection's task.
+    let (sink, stream) = socket.split();
+    serve(sink, stream, hub, slot, pending)
+}
+
+async fn serve(
+    mut sink: Sender,
+    mut stream: Receiver,
+    hub: Arc<Hub>,
+    slot: ConnectionSlot,
+    pending: crate::admission::Pending,
 ) {
+    info!("connection open");
     let outbox = hub.new_outbox();
     let sid = hub.attach(outbox.clone());
-    let (mut sink, mut stream) = socket.split();
     let stall = hub.config.send_stall;
 
     let ended = {
@@ -98,8 +112,9 @@ pub async fn run(
         )
         .await;
     }
-    debug!(sid, close = ?outbox.closing(), "connection closed");
+    let close = outbox.closing();
     drop(slot);
+    info!(sid, ?close, "connection closed");
 }
 
 /// How the first phase of a connection ended.
