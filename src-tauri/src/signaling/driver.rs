@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tincan_ipc::session::{self as machine, ClientSession, Command, Output, PlanError, Snapshot};
+use tincan_ipc::AppEvent;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -50,6 +51,15 @@ pub(super) struct Driver {
     pub(super) conn: Conn,
     /// From the last plan, for its connect.
     pub(super) tls: TlsOptions,
+    /// This task's generation in [`super::IssuedIce`].
+    pub(super) ice_generation: u64,
+}
+
+impl Drop for Driver {
+    /// The task stopped (signed out, aborted): the servers it was issued go with it.
+    fn drop(&mut self) {
+        super::IssuedIce::global().clear(self.ice_generation);
+    }
 }
 
 impl Driver {
@@ -158,6 +168,17 @@ impl Driver {
                 Output::Event(ev) => {
                     // State first, then the event: whoever reacts to it reads the new state.
                     *lock(&self.snapshot) = self.session.snapshot();
+                    if let AppEvent::IceServers {
+                        ice_servers,
+                        expires_at,
+                    } = &ev
+                    {
+                        super::IssuedIce::global().set(
+                            self.ice_generation,
+                            ice_servers.clone(),
+                            *expires_at,
+                        );
+                    }
                     (self.sink)(ev);
                 }
                 Output::Reply { id, result } => {

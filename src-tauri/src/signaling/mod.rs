@@ -7,6 +7,9 @@
 //! through [`crate::transport::connect`] (wss:// with rustls, ws:// only on loopback), sends and
 //! receives frames, sleeps until the machine's next deadline, and hands events to the [`EventSink`]
 //! and replies to whoever awaits a command.
+//!
+//! It also keeps the ICE servers the signaling server issued (`login_ok`, `ice_servers`) where the
+//! native media engine reads them at call start: [`issued_ice_servers`] (see [`IssuedIce`]).
 
 mod driver;
 
@@ -17,7 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tincan_ipc::session::{self as machine, ClientSession, Command, Reply};
-use tincan_ipc::{AppEvent, CallView, ErrorCode, IpcError};
+use tincan_ipc::{AppEvent, CallView, ErrorCode, IceServer, IpcError};
 use tincan_proto::{CallId, CallType, ClientMessage, MediaSignal, UserId};
 use tokio::sync::{mpsc, oneshot};
 
@@ -79,6 +82,83 @@ impl std::fmt::Debug for Signaling {
     }
 }
 
+/// The ICE servers (STUN, TURN with short-lived credentials) the signaling server issued to the
+/// signed-in session, kept for the native media engine (`crate::native_media`), which reads them
+/// at call start and ICE restart with [`issued_ice_servers`]. The webview's engine gets the same
+/// list as [`AppEvent::IceServers`].
+///
+/// One per process: the app runs one profile, so one signed-in session, per process (the profile
+/// lock). Each signaling task writes it under its own generation, so a task stopping (a server
+/// change, a sign-out) clears only what it wrote, never the list of the task that replaced it.
+#[derive(Debug, Default)]
+pub struct IssuedIce {
+    inner: std::sync::RwLock<IssuedInner>,
+}
+
+#[derive(Debug, Default)]
+struct IssuedInner {
+    generation: u64,
+    servers: Vec<IceServer>,
+    expires_at: Option<u64>,
+}
+
+static ISSUED: std::sync::OnceLock<IssuedIce> = std::sync::OnceLock::new();
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl IssuedIce {
+    /// The process's one list.
+    pub fn global() -> &'static IssuedIce {
+        ISSUED.get_or_init(IssuedIce::default)
+    }
+
+    /// The latest servers and when their TURN credentials expire (unix seconds).
+    pub fn get(&self) -> (Vec<IceServer>, Option<u64>) {
+        let i = self
+            .inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (i.servers.clone(), i.expires_at)
+    }
+
+    /// A new signaling task's generation.
+    pub(crate) fn next_generation() -> u64 {
+        GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    /// Task `generation` got a new list (the latest task wins).
+    pub(crate) fn set(&self, generation: u64, servers: Vec<IceServer>, expires_at: Option<u64>) {
+        let mut i = self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if generation >= i.generation {
+            *i = IssuedInner {
+                generation,
+                servers,
+                expires_at,
+            };
+        }
+    }
+
+    /// Task `generation` stopped: what it wrote goes (a later task's list stays).
+    pub(crate) fn clear(&self, generation: u64) {
+        let mut i = self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if i.generation == generation {
+            i.servers.clear();
+            i.expires_at = None;
+        }
+    }
+}
+
+/// The ICE servers the signaling server issued to this app's session (empty when signed out or
+/// when the server has none): for the native engine at call start, merged with the user's own.
+pub fn issued_ice_servers() -> Vec<IceServer> {
+    IssuedIce::global().get().0
+}
+
 /// Current time, unix milliseconds (the machine's clock).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -128,6 +208,7 @@ impl Signaling {
             next_id: 0,
             conn: driver::Conn::Idle,
             tls: TlsOptions::default(),
+            ice_generation: IssuedIce::next_generation(),
         };
         let task = tokio::spawn(driver.run(rx));
         let me = Self { tx, snapshot, task };
@@ -196,5 +277,33 @@ impl Signaling {
 impl Drop for Signaling {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(n: &str) -> Vec<IceServer> {
+        vec![IceServer {
+            urls: vec![format!("turn:{n}:3478")],
+            username: Some(format!("1:{n}")),
+            credential: Some("c".into()),
+        }]
+    }
+
+    #[test]
+    fn a_stopping_task_clears_only_its_own_list() {
+        let issued = IssuedIce::default();
+        let (old, new) = (IssuedIce::next_generation(), IssuedIce::next_generation());
+        issued.set(old, list("a"), Some(10));
+        assert_eq!(issued.get(), (list("a"), Some(10)));
+        issued.set(new, list("b"), Some(20));
+        // The old task's late news and its end leave the new task's list alone.
+        issued.set(old, list("a"), Some(30));
+        issued.clear(old);
+        assert_eq!(issued.get(), (list("b"), Some(20)));
+        issued.clear(new);
+        assert_eq!(issued.get(), (vec![], None));
     }
 }
