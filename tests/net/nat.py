@@ -14,7 +14,7 @@ home addresses (no route to them outside their NAT) nor through the NAT's WAN ad
 a call between them has to go through the TURN relay on `pub`. `block_udp(nat)` makes a home whose NAT
 drops all UDP it would forward, so only TURN over TCP leaves it.
 
-Also here: coturn started by the test (`Coturn`: its own config in the test's temp dir, `--no-cli`,
+Also here: coturn started by the test (`Coturn`: the README's sample turnserver.conf adapted, in the test's temp dir,
 listening only on 10.231.100.1 inside `pub`), the TURN REST API credentials it checks with
 `use-auth-secret` (`rest_credentials`), and a minimal STUN/TURN client (Binding and Allocate over UDP
 or TCP, RFC 8489 / 8656, long-term credentials) to ask coturn directly.
@@ -135,12 +135,33 @@ def rest_credentials(secret, user, expiry):
     return username, password
 
 
+README = os.path.join(HERE, "..", "..", "README.md")
+README_SECTION = "### TURN (coturn) next to tincan-server"
+# The README sample's lines the test replaces with its own (TLS needs a certificate for a real name;
+# the test's ports, realm and secret are its own).
+README_REPLACED = ("listening-port", "tls-listening-port", "cert", "pkey", "realm", "static-auth-secret",
+                   "min-port", "max-port", "listening-ip", "relay-ip", "external-ip")
+
+
+def readme_turnserver_conf():
+    """The sample turnserver.conf of the README's coturn section (its first ```ini block), as lines."""
+    with open(README) as f:
+        text = f.read()
+    at = text.find(README_SECTION)
+    assert at >= 0, f"README.md has no '{README_SECTION}' section (the NAT test runs its sample turnserver.conf)"
+    start = text.find("```ini\n", at)
+    assert start >= 0, f"README.md's '{README_SECTION}' has no ```ini block"
+    end = text.find("```", start + 7)
+    return [line.strip() for line in text[start + 7:end].splitlines()]
+
+
 class Coturn:
-    """Debian's turnserver, started inside `host` with its own config in `workdir`: the REST API
-    secret (`use-auth-secret`), listening on PUBLIC_IP:3478 over UDP and TCP only (no TLS/DTLS, no
-    CLI, no web admin), relaying on PUBLIC_IP; the peer rules a deployment uses (README: private
-    ranges denied) with the test's own range 10.231.0.0/16 allowed again, since every peer here is
-    in it. Its log is `log_path`."""
+    """Debian's turnserver, started inside `host` with its own config in `workdir`: the README's
+    sample turnserver.conf (use-auth-secret, the denied private ranges, quotas, no CLI), with the
+    test's own secret, realm and relay ports, listening and relaying on PUBLIC_IP over UDP and TCP
+    only (no TLS: no certificate for a real name here), and the test's own range 10.231.0.0/16
+    allowed again (`allowed-peer-ip` wins over `denied-peer-ip`), since every peer here is in it.
+    Its log is `log_path`."""
 
     def __init__(self, host, workdir, secret):
         self.host, self.secret = host, secret
@@ -148,22 +169,21 @@ class Coturn:
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         self.log_path = os.path.join(self.dir, "turn.log")
         conf = os.path.join(self.dir, "turnserver.conf")
-        lines = [
+        sample = readme_turnserver_conf()
+        kept = [line for line in sample if line and not line.startswith("#")
+                and line.split("=", 1)[0].strip() not in README_REPLACED]
+        assert "use-auth-secret" in kept and any(k.startswith("denied-peer-ip=") for k in kept), sample
+        lines = kept + [
             f"listening-ip={PUBLIC_IP}", f"relay-ip={PUBLIC_IP}", f"listening-port={TURN_PORT}",
             f"min-port={RELAY_PORTS[0]}", f"max-port={RELAY_PORTS[1]}",
-            f"realm={REALM}", "use-auth-secret", f"static-auth-secret={secret}",
-            "verbose", "fingerprint", "no-cli", "no-tls", "no-dtls", "no-rfc5780", "no-software-attribute",
-            "no-multicast-peers", "no-stun-backward-compatibility",
-            "denied-peer-ip=0.0.0.0-0.255.255.255", "denied-peer-ip=10.0.0.0-10.255.255.255",
-            "denied-peer-ip=100.64.0.0-100.127.255.255", "denied-peer-ip=127.0.0.0-127.255.255.255",
-            "denied-peer-ip=169.254.0.0-169.254.255.255", "denied-peer-ip=172.16.0.0-172.31.255.255",
-            "denied-peer-ip=192.168.0.0-192.168.255.255",
+            f"realm={REALM}", f"static-auth-secret={secret}",
+            "no-tls", "no-dtls", "no-rfc5780", "verbose",
             "allowed-peer-ip=10.231.0.0-10.231.255.255",
-            "user-quota=12", "total-quota=100", "max-bps=200000",
             f"log-file={self.log_path}", "simple-log", "no-stdout-log",
             f"pidfile={os.path.join(self.dir, 'turnserver.pid')}",
             f"userdb={os.path.join(self.dir, 'turndb')}",
         ]
+        self.conf_lines = lines
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -180,6 +180,27 @@ def test_coturn_keeps_an_allocation_past_its_credential_expiry(world):
     assert granted == 600 and e.value.code == 401
 
 
+def test_coturn_with_the_readme_config_refuses_private_peers(world):
+    """The README's sample turnserver.conf (which this coturn runs) keeps the relay away from the
+    server's own networks: a permission for a loopback, private or link-local peer is refused (403);
+    one for the other home's NAT (the test's range, allowed again) is granted."""
+    n, secret = world["net"], world["secret"]
+    user, pw = nat.rest_credentials(secret, "erin", time.time() + 60)
+    refused = {}
+    with n.home1.entered():
+        alloc = nat.Allocation(nat.PUBLIC_IP, nat.TURN_PORT, user, pw, "tcp")
+        try:
+            alloc.permit(n.nat2.wan_ip)
+            for peer in ("127.0.0.1", "192.168.1.10", "172.16.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1"):
+                with pytest.raises(nat.TurnError) as e:
+                    alloc.permit(peer)
+                refused[peer] = e.value.code
+        finally:
+            alloc.close()
+    log(f"coturn (README config): permission for {n.nat2.wan_ip} granted; refused {refused}")
+    assert set(refused.values()) == {403}, refused
+
+
 # --- calls through the relay: tincan-server in pub, Chromium in home1, the native engine in home2 ---
 
 SERVER_PORT = 7443
