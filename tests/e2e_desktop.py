@@ -153,7 +153,7 @@ def seed_settings(profile):
     """Settings for a machine with no sound hardware: the native engine's test tone as microphone and
     its measuring sink as speaker (written where tauri-plugin-store keeps the profile's settings)."""
     data = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    path = data / "dev.tincan.app" / "profiles" / profile / "settings.json"
+    path = data / "dev.tincan.desktop" / "profiles" / profile / "settings.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(path.read_text()) if path.exists() else {}
     current["settings"] = {"microphone": "tone:440", "speaker": "measure"}
@@ -225,7 +225,7 @@ def main():
         if not p.exists():
             sys.exit(f"missing {p}: build it first (scripts/test-desktop.sh does)")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for name in ("app.log", "app-alice.log", "app-bob.log", "server.log"):
+    for name in ("app.log", "app-alice.log", "app-bob.log", "app-alice-again.log", "server.log"):
         (SHOTS.parent / name).unlink(missing_ok=True)
     audit = Path(os.environ.get("TINCAN_IPC_AUDIT", "/tmp/tincan-e2e-audit.jsonl"))
     audit.unlink(missing_ok=True)
@@ -233,6 +233,8 @@ def main():
     check_audit(audit, KEY)
     check_audit(audit, WRONG_KEY)
     embedded_two_windows()
+    signs_in_at_launch()
+    check_logs_plain()
     log("PASS")
 
 
@@ -549,6 +551,60 @@ def embedded_two_windows():
             except WebDriverException:
                 pass
         stop(b_driver, procs)
+
+
+def invoke(driver, cmd, args=None):
+    """Calls one of the app's commands from its own webview (as the UI does) and returns
+    {"ok": result} or {"err": error}."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "window.__TAURI__.core.invoke(arguments[0], arguments[1])"
+        ".then(ok => done({ok}), err => done({err}));", cmd, args or {})
+
+
+def signs_in_at_launch():
+    """Issue 13: remembered credentials sign in by themselves. alice signed in to the local server
+    in embedded_two_windows; launched again, she is online with no click. "Start tincan when I log
+    in" writes and removes the real autostart entry."""
+    port = free_port()
+    env = dict(os.environ, TINCAN_EMBEDDED_PORT=str(port))
+    env.pop("TINCAN_IPC_AUDIT", None)
+    env.pop("TINCAN_SERVER", None)
+    driver = None
+    procs = []
+    try:
+        driver, drv = launch(["--profile", "alice"], env, "app-alice-again.log")
+        procs.append(drv)
+        a = App(driver)
+        a.find("#home-view")
+        a.wait_text("#connection", "Online")
+        a.wait_text("#me", "alice")
+        a.shot("15-signed-in-at-launch")
+        log("launched with saved credentials: signed in without a click")
+
+        st = invoke(driver, "get_startup")["ok"]
+        assert st == {"sign_in_automatically": True, "start_at_login": False,
+                      "start_at_login_asked": False}, st
+        entry = Path.home() / ".config" / "autostart" / "tincan-alice.desktop"
+        st = invoke(driver, "set_startup", {"args": {"start_at_login": True}})["ok"]
+        assert st["start_at_login"] and st["start_at_login_asked"], st
+        text = entry.read_text()
+        assert f"Exec={APP} --profile alice" in text, text
+        st = invoke(driver, "set_startup", {"args": {"start_at_login": False}})["ok"]
+        assert not st["start_at_login"] and st["start_at_login_asked"], st
+        assert not entry.exists(), "the autostart entry is still there"
+        log(f"start at login: {entry} written, then removed")
+    finally:
+        stop(driver, procs)
+
+
+def check_logs_plain():
+    """Logs written to a file carry no colour codes (tracing's ANSI only on a terminal)."""
+    for name in ("app.log", "app-alice.log", "app-alice-again.log"):
+        text = (SHOTS.parent / name).read_text(errors="replace")
+        assert " INFO " in text or "INFO" in text, f"{name} holds no app log lines"
+        assert "\x1b[" not in text, f"{name} has colour codes"
+    log("app logs are plain text")
 
 
 if __name__ == "__main__":

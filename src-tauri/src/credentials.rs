@@ -9,8 +9,13 @@ use std::sync::{Arc, Mutex};
 use tincan_ipc::{ErrorCode, IpcError};
 use tincan_proto::{SecretKey, Sensitive};
 
-/// The keyring service every entry lives under (the Tauri app identifier).
-pub const SERVICE: &str = "dev.tincan.app";
+/// The keyring service every entry lives under (the Tauri app identifier, tauri.conf.json).
+pub const SERVICE: &str = "dev.tincan.desktop";
+
+/// The identifier (and keyring service) of earlier builds. It ended in `.app`, which clashes
+/// with the macOS bundle extension (`tauri build` warns); entries under it are moved to [`SERVICE`]
+/// at launch ([`migrate`]), and the data folder named after it is moved by the shell.
+pub const OLD_SERVICE: &str = "dev.tincan.app";
 
 /// Account of the embedded server's key. Shared by all profiles, so any window can host the server.
 pub const EMBEDDED_ACCOUNT: &str = "embedded-server/secret-key";
@@ -18,17 +23,27 @@ pub const EMBEDDED_ACCOUNT: &str = "embedded-server/secret-key";
 /// What goes wrong with the keyring.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
-    /// No Secret Service / Keychain / Credential Manager to talk to.
+    /// No Secret Service / Keychain / Credential Manager to talk to. The message is what a user
+    /// reads; `detail` (the D-Bus error) goes to the log only.
     #[error(
-        "No keyring is available, so tincan has nowhere safe to keep your credentials. On Linux, \
-         install and start a Secret Service provider (for example `apt install gnome-keyring`, then \
-         sign in to a desktop session or run `gnome-keyring-daemon --start --components=secrets`), \
-         then try again. ({detail})"
+        "No keyring is running, so tincan has nowhere safe to keep your credentials. Install \
+         gnome-keyring (or another keyring), sign in to your desktop again, then try again."
     )]
     Unavailable { detail: String },
     /// The keyring answered but failed (locked and not unlocked, refused, …).
-    #[error("The keyring refused the request: {detail}")]
+    #[error(
+        "The keyring did not let tincan read or save your credentials. Unlock it and try again."
+    )]
     Keyring { detail: String },
+}
+
+impl CredentialError {
+    /// What the keyring library said, for the log.
+    pub fn detail(&self) -> &str {
+        match self {
+            CredentialError::Unavailable { detail } | CredentialError::Keyring { detail } => detail,
+        }
+    }
 }
 
 impl From<CredentialError> for IpcError {
@@ -37,6 +52,7 @@ impl From<CredentialError> for IpcError {
             CredentialError::Unavailable { .. } => ErrorCode::KeyringUnavailable,
             CredentialError::Keyring { .. } => ErrorCode::Keyring,
         };
+        tracing::warn!(detail = e.detail(), ?code, "keyring");
         IpcError::new(code, e.to_string())
     }
 }
@@ -208,6 +224,11 @@ impl Credentials {
         self.store.get(&self.account("user-sig"))
     }
 
+    /// Removes this profile's pasted UserSig (one the server refused, or that expired).
+    pub fn forget_user_sig(&self) -> Result<(), CredentialError> {
+        self.store.delete(&self.account("user-sig"))
+    }
+
     /// Removes this profile's secret key and UserSig (the embedded server's key stays: other
     /// profiles may use it, and it never leaves this machine).
     pub fn forget(&self) -> Result<(), CredentialError> {
@@ -225,6 +246,34 @@ impl Credentials {
         // Read back, so two windows racing to create it end up with the same key.
         Ok(self.store.get(EMBEDDED_ACCOUNT)?.unwrap_or(key))
     }
+}
+
+/// Moves this profile's entries and the embedded server's key from `old` (the keyring service of
+/// the old identifier) to `new`, where `new` has none yet: the first launch after the identifier
+/// changed finds the credentials saved before. Returns how many entries moved. Idempotent, so it
+/// runs at every launch (a profile first opened later migrates then).
+pub fn migrate(
+    old: &dyn SecretStore,
+    new: &dyn SecretStore,
+    profile: &str,
+) -> Result<usize, CredentialError> {
+    let accounts = [
+        format!("profile/{profile}/secret-key"),
+        format!("profile/{profile}/user-sig"),
+        EMBEDDED_ACCOUNT.to_owned(),
+    ];
+    let mut moved = 0;
+    for account in &accounts {
+        let Some(secret) = old.get(account)? else {
+            continue;
+        };
+        if new.get(account)?.is_none() {
+            new.set(account, &secret)?;
+            moved += 1;
+        }
+        old.delete(account)?;
+    }
+    Ok(moved)
 }
 
 /// `bytes` random bytes as lowercase hex.
@@ -276,5 +325,36 @@ mod tests {
         let ipc: IpcError = err.into();
         assert_eq!(ipc.code, ErrorCode::KeyringUnavailable);
         assert!(ipc.message.contains("gnome-keyring"));
+        // A short sentence: no command lines, no D-Bus detail (that goes to the log).
+        assert!(!ipc.message.contains('`'), "{}", ipc.message);
+        assert!(
+            !ipc.message.contains("test: no Secret Service"),
+            "{}",
+            ipc.message
+        );
+        assert!(ipc.message.len() < 200, "{}", ipc.message);
+    }
+
+    #[test]
+    fn migration_moves_entries_once_and_keeps_newer_ones() {
+        let old = MemoryStore::default();
+        let new = MemoryStore::default();
+        let o = Credentials::new(Arc::new(old.clone()), "alice");
+        o.save_secret_key(&SecretKey::new("k-old".into())).unwrap();
+        o.save_user_sig(&Sensitive::new("sig-old".into())).unwrap();
+        old.set(EMBEDDED_ACCOUNT, &Sensitive::new("emb-old".into()))
+            .unwrap();
+        // The new service already has an embedded key (another profile migrated or made one).
+        new.set(EMBEDDED_ACCOUNT, &Sensitive::new("emb-new".into()))
+            .unwrap();
+        assert_eq!(migrate(&old, &new, "alice").unwrap(), 2);
+        let n = Credentials::new(Arc::new(new.clone()), "alice");
+        assert_eq!(n.secret_key().unwrap().unwrap().expose(), "k-old");
+        assert_eq!(n.user_sig().unwrap().unwrap().expose(), "sig-old");
+        assert_eq!(n.embedded_secret().unwrap().expose(), "emb-new");
+        assert!(o.secret_key().unwrap().is_none());
+        assert!(old.get(EMBEDDED_ACCOUNT).unwrap().is_none());
+        // Again: nothing left to move.
+        assert_eq!(migrate(&old, &new, "alice").unwrap(), 0);
     }
 }

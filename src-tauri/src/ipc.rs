@@ -43,6 +43,8 @@ pub fn audit<T: Serialize>(what: &str, value: &T) {
 }
 
 fn audited<T: Serialize>(cmd: &str, r: Res<T>) -> Res<T> {
+    // The message in plain words (the code stays): see `crate::plain`.
+    let r = r.map_err(crate::plain::plain);
     match &r {
         Ok(v) => audit(cmd, v),
         Err(e) => audit(cmd, e),

@@ -6,7 +6,9 @@ use crate::credentials::Credentials;
 use crate::embedded::{EmbeddedHost, EMBEDDED_SDK_APP_ID};
 use crate::signaling::{BoxFuture, Connector, EventSink, LoginPlan, PlanError, Signaling, Timing};
 use crate::storage::Store;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tincan_ipc::{
     AppEvent, AppState, CallView, ConnectionState, CredentialMode, ErrorCode, HistoryEntry,
     IpcError, SavedCredentials, ServerInfo, Settings, SignInArgs, SignInCredentials,
@@ -39,6 +41,12 @@ pub struct Service {
     sink: EventSink,
     timing: Timing,
     session: tokio::sync::Mutex<Option<Signaling>>,
+    /// Bumped by every sign-in or sign-out the user asks for: the sign-in at launch stops retrying
+    /// once the user has taken over.
+    user_acted: AtomicU64,
+    /// The running session signs in with a pasted UserSig (so a refusal of it later, at a reconnect,
+    /// removes it from the keyring).
+    pasted_session: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Service {
@@ -57,14 +65,42 @@ fn invalid(msg: impl Into<String>) -> IpcError {
     IpcError::new(ErrorCode::InvalidInput, msg)
 }
 
-/// Parses a user ID, with the rule in the message.
+/// Parses a user ID, with the rule in the message. Nothing is cut: a pasted ID that is too long is
+/// refused, not shortened into somebody else's.
 pub fn parse_user_id(s: &str) -> Result<UserId, IpcError> {
+    use tincan_proto::IdError;
     UserId::new(s.trim()).map_err(|e| {
-        IpcError::new(
-            ErrorCode::InvalidUserId,
-            format!("That user ID is not valid: {e}."),
-        )
+        let words = match e {
+            IdError::Empty { .. } => "Enter a user ID.".to_owned(),
+            IdError::TooLong { len, max, .. } => format!(
+                "That user ID is too long: it has {len} characters, and at most {max} are allowed."
+            ),
+            IdError::BadCharacter { .. } => "A user ID may contain only letters A to Z, digits, \
+                                             underscores and hyphens."
+                .to_owned(),
+        };
+        IpcError::new(ErrorCode::InvalidUserId, words)
     })
+}
+
+/// Refuses an SDKAppID of 0 (an empty field in the UI) before anything is read or sent.
+fn check_sdk_app_id(sdk_app_id: u64) -> Result<(), IpcError> {
+    if sdk_app_id == 0 {
+        return Err(IpcError::new(
+            ErrorCode::InvalidSdkAppId,
+            "Enter the SDKAppID: the number your server runs with.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a sign-in error means the server (or the expiry check) refused the UserSig itself, so a
+/// saved one is worth nothing any more.
+fn sig_refused(e: &IpcError) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::UserSigInvalid | ErrorCode::UserSigExpired
+    )
 }
 
 impl Service {
@@ -72,10 +108,18 @@ impl Service {
         if let Err(e) = c.store.close_interrupted() {
             tracing::warn!(error = %e, "could not tidy the call history");
         }
-        // Wrap the sink: history is written as calls start and end.
+        // Wrap the sink: history is written as calls start and end, and a pasted UserSig the
+        // server refuses at a reconnect leaves the keyring.
         let store = c.store.clone();
         let outer = c.sink.clone();
+        let pasted_session = Arc::new(AtomicBool::new(false));
+        let (pasted, creds) = (pasted_session.clone(), c.credentials.clone());
         let sink: EventSink = Arc::new(move |ev: AppEvent| {
+            if let AppEvent::Error { error } = &ev {
+                if sig_refused(error) && pasted.load(Ordering::Relaxed) {
+                    forget_refused_sig(&creds, error);
+                }
+            }
             let history_changed = match &ev {
                 AppEvent::Call { call: Some(call) } => store.record_call(call),
                 AppEvent::MissedCalls { calls } => store.record_missed(calls).map(|()| true),
@@ -99,6 +143,8 @@ impl Service {
             sink,
             timing: c.timing,
             session: tokio::sync::Mutex::new(None),
+            user_acted: AtomicU64::new(0),
+            pasted_session,
         }
     }
 
@@ -164,8 +210,83 @@ impl Service {
         }
     }
 
-    /// Signs in (replacing any current session).
+    /// Signs in (replacing any current session), as the user asked.
     pub async fn sign_in(&self, args: SignInArgs) -> Result<AppState, IpcError> {
+        self.user_acted.fetch_add(1, Ordering::Relaxed);
+        self.do_sign_in(args).await
+    }
+
+    /// The sign-in at launch: as the last user, with what is saved, when "Sign in automatically" is
+    /// on. `None` when there is nothing to do (turned off, never signed in, nothing saved). A server
+    /// that cannot be reached yet (the network comes up after the desktop session) is tried again,
+    /// backing off from 2 s to a minute, until it answers or the user signs in or out; only the
+    /// first failure is reported (as an `Error` event: no command waits for this one).
+    pub async fn sign_in_at_launch(&self) -> Option<Result<AppState, IpcError>> {
+        let args = self.launch_sign_in()?;
+        let started = self.user_acted.load(Ordering::Relaxed);
+        let mut delay = Duration::from_secs(2);
+        let mut reported = false;
+        loop {
+            let r = self.do_sign_in(args.clone()).await;
+            let retry = matches!(&r, Err(e) if e.code == ErrorCode::ServerUnreachable);
+            if let Err(error) = &r {
+                tracing::info!(code = ?error.code, "sign-in at launch failed");
+                if !reported {
+                    (self.sink)(AppEvent::Error {
+                        error: error.clone(),
+                    });
+                    reported = true;
+                }
+            }
+            if !retry {
+                return Some(r);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(60));
+            if self.user_acted.load(Ordering::Relaxed) != started {
+                return Some(r);
+            }
+        }
+    }
+
+    /// What the sign-in at launch would use, if anything.
+    fn launch_sign_in(&self) -> Option<SignInArgs> {
+        if !self.store.sign_in_automatically() {
+            return None;
+        }
+        let user_id = self.store.last_user_id()?;
+        let sdk_app_id = self.store.last_sdk_app_id();
+        let credentials = match self.store.last_mode()? {
+            // The local server's key is the app's own: always "saved". Not when a server address
+            // has been set since (that sign-in would be refused).
+            CredentialMode::Embedded => {
+                if self.remote_url().is_some() {
+                    return None;
+                }
+                SignInCredentials::Embedded
+            }
+            CredentialMode::SecretKey => {
+                self.creds.secret_key().ok()??;
+                SignInCredentials::SecretKey {
+                    sdk_app_id: sdk_app_id?,
+                    secret_key: None,
+                }
+            }
+            CredentialMode::UserSig => {
+                self.creds.user_sig().ok()??;
+                SignInCredentials::UserSig {
+                    sdk_app_id: sdk_app_id?,
+                    user_sig: None,
+                }
+            }
+        };
+        Some(SignInArgs {
+            user_id,
+            credentials,
+        })
+    }
+
+    async fn do_sign_in(&self, args: SignInArgs) -> Result<AppState, IpcError> {
         let user = parse_user_id(&args.user_id)?;
         let settings = self.store.settings();
         // Minutes, capped (issue 11): a fresh sig is minted at every connection anyway.
@@ -192,9 +313,7 @@ impl Service {
                 sdk_app_id,
                 secret_key,
             } => {
-                if sdk_app_id == 0 {
-                    return Err(invalid("Enter the SDKAppID (a number above 0)."));
-                }
+                check_sdk_app_id(sdk_app_id)?;
                 no_shared_sig_to_local(remote.as_deref())?;
                 let (key, fresh) = match secret_key.map(|k| k.trim().to_owned()) {
                     Some(k) if !k.is_empty() => {
@@ -224,6 +343,7 @@ impl Service {
                 sdk_app_id,
                 user_sig,
             } => {
+                check_sdk_app_id(sdk_app_id)?;
                 no_shared_sig_to_local(remote.as_deref())?;
                 let sig = match user_sig.map(|s| s.trim().to_owned()) {
                     Some(s) if !s.is_empty() => {
@@ -232,14 +352,24 @@ impl Service {
                         self.creds.save_user_sig(&sig)?;
                         sig
                     }
-                    _ => self.creds.user_sig()?.ok_or_else(|| {
-                        IpcError::new(
-                            ErrorCode::NoSavedCredentials,
-                            "No UserSig is saved yet: paste the one your server issued.",
-                        )
-                    })?,
+                    _ => {
+                        let sig = self.creds.user_sig()?.ok_or_else(|| {
+                            IpcError::new(
+                                ErrorCode::NoSavedCredentials,
+                                "No UserSig is saved yet: paste the one your server issued.",
+                            )
+                        })?;
+                        // A saved sig that has expired is of no use: it is not offered again. (One
+                        // for another user ID or SDKAppID stays: it may be right for those.)
+                        if let Err(e) = check_pasted_sig(&sig, &user, sdk_app_id) {
+                            if e.code == ErrorCode::UserSigExpired {
+                                forget_refused_sig(&self.creds, &e);
+                            }
+                            return Err(e);
+                        }
+                        sig
+                    }
                 };
-                check_pasted_sig(&sig, &user, sdk_app_id)?;
                 (
                     SigSource::Pasted(sig),
                     sdk_app_id,
@@ -275,14 +405,22 @@ impl Service {
         if let Some(old) = session.take() {
             old.logout().await;
         }
+        self.pasted_session
+            .store(mode == CredentialMode::UserSig, Ordering::Relaxed);
         match Signaling::start(connector, self.sink.clone(), self.timing.clone()).await {
             Ok((s, _)) => {
                 *session = Some(s);
             }
             Err(e) => {
                 if saved_key_now && e.code == ErrorCode::UserSigInvalid {
-                    // A key the server refuses is not worth keeping.
+                    // A key the server refuses is not worth keeping. (A key saved earlier stays:
+                    // the same code also means "this SDKAppID" or "sigs this long", which a
+                    // setting fixes; the new key the user types replaces it.)
                     let _ = self.creds.forget();
+                }
+                if mode == CredentialMode::UserSig && sig_refused(&e) {
+                    // The server refused this UserSig: it is not offered as saved again.
+                    forget_refused_sig(&self.creds, &e);
                 }
                 return Err(e);
             }
@@ -296,7 +434,13 @@ impl Service {
         Ok(self.state().await)
     }
 
+    /// Signs out, as the user asked.
     pub async fn sign_out(&self) {
+        self.user_acted.fetch_add(1, Ordering::Relaxed);
+        self.end_session().await;
+    }
+
+    async fn end_session(&self) {
         if let Some(s) = self.session.lock().await.take() {
             s.logout().await;
         }
@@ -356,6 +500,11 @@ impl Service {
         self.store.settings()
     }
 
+    /// The profile's settings store (for the startup flags, `crate::startup`).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Saves settings. A changed server address applies at the next sign-in.
     pub async fn save_settings(&self, s: Settings) -> Result<AppState, IpcError> {
         self.store.save_settings(&s)?;
@@ -376,7 +525,8 @@ impl Service {
 
     /// At quit: sign out and stop hosting, so another window takes over the local server.
     pub async fn shutdown(&self) {
-        self.sign_out().await;
+        self.user_acted.fetch_add(1, Ordering::Relaxed);
+        self.end_session().await;
         self.host.shutdown().await;
     }
 }
@@ -395,17 +545,37 @@ fn no_shared_sig_to_local(remote: Option<&str>) -> Result<(), IpcError> {
     Ok(())
 }
 
+/// Removes a saved UserSig that was refused, and logs why.
+fn forget_refused_sig(creds: &Credentials, why: &IpcError) {
+    match creds.forget_user_sig() {
+        Ok(()) => tracing::info!(code = ?why.code, "removed the refused UserSig from the keyring"),
+        Err(e) => tracing::warn!(detail = e.detail(), "could not remove a refused UserSig"),
+    }
+}
+
 /// Checks a pasted UserSig before it is used: readable, for this user and SDKAppID, not expired.
+/// The words say what to do; what exactly failed to decode goes to the log.
 fn check_pasted_sig(
     sig: &Sensitive<String>,
     user: &UserId,
     sdk_app_id: u64,
 ) -> Result<(), IpcError> {
     let claims = usersig::inspect(sig.expose()).map_err(|e| {
-        IpcError::new(
-            ErrorCode::UserSigInvalid,
-            format!("That is not a valid UserSig ({e})."),
-        )
+        tracing::info!(error = %e, "a UserSig that does not decode");
+        let words = match e {
+            usersig::UserSigError::Malformed(usersig::Malformed::Empty) => "Paste a UserSig.",
+            usersig::UserSigError::Malformed(usersig::Malformed::TooLong) => {
+                "That is too long to be a UserSig. Copy just the UserSig your server issued."
+            }
+            usersig::UserSigError::WrongVersion { .. } => {
+                "That UserSig is of a kind tincan does not know. Get a new one from your server."
+            }
+            _ => {
+                "That is not a UserSig, or only part of one. Copy the whole UserSig your server \
+                 issued and paste it again."
+            }
+        };
+        IpcError::new(ErrorCode::UserSigInvalid, words)
     })?;
     if claims.identifier != user.as_str() {
         return Err(IpcError::new(
@@ -481,6 +651,8 @@ impl Connector for SessionConnector {
                 SigSource::Key { key, lifetime } => UserSigKey::new(self.sdk_app_id, key.clone())
                     .gen(&self.user, now_secs(), *lifetime, None),
                 SigSource::Pasted(sig) => {
+                    // (An expired one is removed from the keyring by the service's event sink,
+                    // which sees this error.)
                     check_pasted_sig(sig, &self.user, self.sdk_app_id)
                         .map_err(|error| PlanError { error, fatal: true })?;
                     sig.expose().clone()

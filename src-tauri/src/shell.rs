@@ -1,7 +1,7 @@
 //! The Tauri shell: window, tray, notifications, plugin-store wiring, the profile lock. Everything
 //! with logic in it lives in plain modules; this file only connects them to Tauri.
 
-use crate::credentials::{Credentials, KeyringStore, SERVICE};
+use crate::credentials::{Credentials, KeyringStore, OLD_SERVICE, SERVICE};
 use crate::embedded::{port_from_env, EmbeddedHost};
 use crate::ipc::{self, Shared};
 use crate::native_media::{self, NativeMedia};
@@ -485,6 +485,7 @@ pub fn run(options: Options) {
     let builder = tauri::Builder::default()
         .plugin(tauri_plugin_store::Builder::default().build())
         .plugin(tauri_plugin_notification::init())
+        .plugin(crate::startup::plugin(&options.profile))
         .plugin(crate::navigation::guard())
         .invoke_handler(tauri::generate_handler![
             ipc::get_state,
@@ -502,6 +503,8 @@ pub fn run(options: Options) {
             ipc::get_history,
             ipc::clear_history,
             ipc::quit_app,
+            crate::startup::get_startup,
+            crate::startup::set_startup,
             native_media::commands::native_media_info,
             native_media::commands::native_media_devices,
             native_media::commands::native_media_start,
@@ -525,7 +528,12 @@ pub fn run(options: Options) {
         .setup(move |app| {
             let handle = app.handle().clone();
             let profile = options.profile.clone();
-            let data = app.path().app_data_dir()?.join("profiles").join(&profile);
+            let app_data = app.path().app_data_dir()?;
+            // Earlier builds were `dev.tincan.app`: their folder becomes ours (once).
+            if let Some(parent) = app_data.parent() {
+                crate::storage::migrate_data_dir(&parent.join(OLD_SERVICE), &app_data);
+            }
+            let data = app_data.join("profiles").join(&profile);
             let lock = match lock_profile(&data) {
                 Ok(f) => f,
                 Err(msg) => {
@@ -565,6 +573,13 @@ pub fn run(options: Options) {
             app.manage(has_tray);
             let emit_handle = handle.clone();
             let sink: EventSink = Arc::new(move |ev: AppEvent| {
+                // Error messages in plain words where they leave for the webview (codes kept).
+                let ev = match ev {
+                    AppEvent::Error { error } => AppEvent::Error {
+                        error: crate::plain::plain(error),
+                    },
+                    ev => ev,
+                };
                 ipc::audit("event", &ev);
                 // A ring shows the notification and the tray's attention state; it never raises
                 // or focuses the window (the desktop's convention for calls, and no focus theft
@@ -590,8 +605,33 @@ pub fn run(options: Options) {
                 sink,
                 timing: Timing::default(),
             });
+            let service = Arc::new(service);
             app.manage(Shared {
-                service: Arc::new(service),
+                service: service.clone(),
+            });
+            let launch_profile = options.profile.clone();
+            tauri::async_runtime::spawn(async move {
+                // Keyring entries saved under the old identifier first (blocking D-Bus calls, and
+                // the sign-in below must find them).
+                let moved = tauri::async_runtime::spawn_blocking(move || {
+                    crate::credentials::migrate(
+                        &KeyringStore::new(OLD_SERVICE),
+                        &KeyringStore::new(SERVICE),
+                        &launch_profile,
+                    )
+                })
+                .await;
+                match moved {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(n, "moved keyring entries from {OLD_SERVICE}"),
+                    Ok(Err(e)) => tracing::debug!(detail = e.detail(), "no keyring migration"),
+                    Err(e) => tracing::warn!(%e, "keyring migration did not run"),
+                }
+                // Remembered credentials sign in by themselves: a calling app that waits for a
+                // click cannot ring.
+                if let Some(r) = service.sign_in_at_launch().await {
+                    tracing::info!(ok = r.is_ok(), "sign-in at launch");
+                }
             });
             Ok(())
         });
@@ -650,6 +690,50 @@ mod tests {
         // A stale socket file (a crashed instance) is replaced by the next instance.
         instance::listen(dir.path(), || {}).unwrap();
         assert!(instance::ask_show(dir.path()));
+    }
+
+    /// Packaging: an identifier that builds cleanly for macOS (not `*.app`) and is the keyring
+    /// service; icons only in the standard hicolor sizes, named as the bundler files them (a
+    /// `@2x` name lands in a `256x256@2` folder no desktop looks in).
+    #[test]
+    fn identifier_and_icons_are_standard() {
+        let conf: serde_json::Value =
+            serde_json::from_str(include_str!("../../tauri.conf.json")).unwrap();
+        let id = conf["identifier"].as_str().unwrap();
+        assert!(!id.ends_with(".app"), "{id}");
+        assert_eq!(id, SERVICE);
+        assert_ne!(id, OLD_SERVICE);
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut sizes = Vec::new();
+        for icon in conf["bundle"]["icon"].as_array().unwrap() {
+            let path = icon.as_str().unwrap();
+            if !path.ends_with(".png") {
+                continue;
+            }
+            assert!(!path.contains('@'), "{path}");
+            let bytes = std::fs::read(root.join(path)).unwrap();
+            assert_eq!(&bytes[1..4], b"PNG", "{path}");
+            let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+            let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+            assert_eq!(w, h, "{path}");
+            assert!(
+                [16, 24, 32, 48, 64, 128, 256, 512].contains(&w),
+                "{path}: {w}"
+            );
+            let name = std::path::Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap();
+            assert!(
+                name == "icon.png" || name == format!("{w}x{w}.png"),
+                "{path}: {w}"
+            );
+            sizes.push(w);
+        }
+        for needed in [32, 48, 64, 128, 256] {
+            assert!(sizes.contains(&needed), "no {needed} px icon: {sizes:?}");
+        }
     }
 
     #[test]

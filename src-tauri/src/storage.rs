@@ -62,6 +62,26 @@ impl Kv for MemoryKv {
     }
 }
 
+/// Moves the app's data folder from the one named after the old identifier (`old`) to the new one
+/// (`new`), once: when `new` does not exist yet and `old` does. Profiles, settings, history and the
+/// webview's data all live in it, so one rename carries them over (same parent folder, so the same
+/// file system). Returns whether it moved. A failure leaves both as they were and starts fresh.
+pub fn migrate_data_dir(old: &std::path::Path, new: &std::path::Path) -> bool {
+    if new.exists() || !old.is_dir() {
+        return false;
+    }
+    match std::fs::rename(old, new) {
+        Ok(()) => {
+            tracing::info!(from = %old.display(), to = %new.display(), "moved the data folder");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(%e, from = %old.display(), "could not move the old data folder");
+            false
+        }
+    }
+}
+
 fn storage_error(e: String) -> IpcError {
     IpcError::new(
         ErrorCode::Storage,
@@ -75,6 +95,8 @@ const LAST_USER: &str = "last_user_id";
 const LAST_MODE: &str = "last_mode";
 const LAST_SDK_APP_ID: &str = "last_sdk_app_id";
 const HISTORY: &str = "history";
+const SIGN_IN_AUTOMATICALLY: &str = "sign_in_automatically";
+const START_AT_LOGIN_ASKED: &str = "start_at_login_asked";
 
 /// Most entries kept in the history.
 pub const HISTORY_LIMIT: usize = 200;
@@ -174,6 +196,32 @@ impl Store {
     }
     pub fn last_sdk_app_id(&self) -> Option<u64> {
         self.kv.get(LAST_SDK_APP_ID)?.as_u64()
+    }
+
+    /// "Sign in automatically": on unless the user turned it off.
+    pub fn sign_in_automatically(&self) -> bool {
+        self.kv
+            .get(SIGN_IN_AUTOMATICALLY)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+    }
+
+    pub fn set_sign_in_automatically(&self, on: bool) -> Result<(), IpcError> {
+        self.kv.set(SIGN_IN_AUTOMATICALLY, Value::Bool(on));
+        self.kv.save().map_err(storage_error)
+    }
+
+    /// Whether "Start tincan when I log in?" was answered (it is asked once).
+    pub fn start_at_login_asked(&self) -> bool {
+        self.kv
+            .get(START_AT_LOGIN_ASKED)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+
+    pub fn set_start_at_login_asked(&self) -> Result<(), IpcError> {
+        self.kv.set(START_AT_LOGIN_ASKED, Value::Bool(true));
+        self.kv.save().map_err(storage_error)
     }
 
     /// The history, newest first. Entries left `in_progress` by a crash read as `failed`.
@@ -346,6 +394,48 @@ mod tests {
             again.save_settings(&bad).unwrap_err().code,
             ErrorCode::InvalidInput
         );
+    }
+
+    #[test]
+    fn startup_flags_default_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("settings.json");
+        let s = Store::new(Arc::new(MemoryKv::with_file(file.clone())));
+        assert!(s.sign_in_automatically());
+        assert!(!s.start_at_login_asked());
+        s.set_sign_in_automatically(false).unwrap();
+        s.set_start_at_login_asked().unwrap();
+        let again = Store::new(Arc::new(MemoryKv::with_file(file)));
+        assert!(!again.sign_in_automatically());
+        assert!(again.start_at_login_asked());
+    }
+
+    #[test]
+    fn the_old_data_folder_moves_once() {
+        let root = tempfile::tempdir().unwrap();
+        let old = root.path().join(crate::credentials::OLD_SERVICE);
+        let new = root.path().join(crate::credentials::SERVICE);
+        assert!(!migrate_data_dir(&old, &new), "nothing to move");
+        let profile = old.join("profiles").join("alice");
+        std::fs::create_dir_all(&profile).unwrap();
+        let settings = Settings {
+            ring_timeout_secs: 55,
+            ..Settings::default()
+        };
+        Store::new(Arc::new(MemoryKv::with_file(profile.join("settings.json"))))
+            .save_settings(&settings)
+            .unwrap();
+        assert!(migrate_data_dir(&old, &new));
+        assert!(!old.exists());
+        let moved = Store::new(Arc::new(MemoryKv::with_file(
+            new.join("profiles/alice/settings.json"),
+        )));
+        assert_eq!(moved.settings().ring_timeout_secs, 55);
+        // A new folder that exists wins: an old one that reappears (an old version still
+        // running) is left alone.
+        std::fs::create_dir_all(&old).unwrap();
+        assert!(!migrate_data_dir(&old, &new));
+        assert!(old.exists() && new.join("profiles/alice/settings.json").exists());
     }
 
     #[test]

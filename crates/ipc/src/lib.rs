@@ -44,6 +44,10 @@ pub mod cmd {
     pub const CLEAR_HISTORY: &str = "clear_history";
     /// Signs out, stops hosting the local server, and exits (closing the window only hides it).
     pub const QUIT_APP: &str = "quit_app";
+    /// What happens at launch and at login: a [`crate::Startup`].
+    pub const GET_STARTUP: &str = "get_startup";
+    /// Changes it (`{args: StartupArgs}`); returns the new [`crate::Startup`].
+    pub const SET_STARTUP: &str = "set_startup";
 }
 
 /// Stable error codes. The UI branches on these, never on the message text.
@@ -94,6 +98,12 @@ pub enum ErrorCode {
     ProfileInUse,
     /// A microphone or speaker could not be opened (the message names it).
     AudioDevice,
+    /// The SDKAppID is empty or 0 (secret-key and UserSig sign-in need the server's number);
+    /// refused before anything is sent.
+    InvalidSdkAppId,
+    /// "Start tincan when I log in" could not be turned on or off (the autostart entry could not be
+    /// written or removed).
+    Autostart,
     /// Something failed inside the app.
     Internal,
 }
@@ -182,6 +192,30 @@ pub struct SavedCredentials {
     pub has_secret_key: bool,
     /// A pasted UserSig is in the keyring; when it expires (unix seconds).
     pub user_sig_expires_at: Option<u64>,
+}
+
+/// What happens at launch and at login (`get_startup` / `set_startup`). Kept apart from
+/// [`Settings`]: these are answered once (or toggled) rather than edited with the other settings, and
+/// `start_at_login` is read from the OS (the autostart entry), not from the settings file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Startup {
+    /// At launch, sign in as the last user with the saved credentials (on by default; the local
+    /// server's sign-in counts as saved).
+    pub sign_in_automatically: bool,
+    /// The OS starts tincan when the user logs in (off by default).
+    pub start_at_login: bool,
+    /// The user has answered "Start tincan when I log in?" once (either way), so it is not asked again.
+    pub start_at_login_asked: bool,
+}
+
+/// `set_startup` arguments: `None` leaves a value as it is. Any `start_at_login` also marks the
+/// question as asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartupArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in_automatically: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_login: Option<bool>,
 }
 
 /// Where the app signs in.
