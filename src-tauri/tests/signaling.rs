@@ -762,3 +762,75 @@ async fn a_connected_call_survives_a_server_restart_and_is_resumed() {
     assert_eq!(c.ended.unwrap().reason, Some(EndReason::Hangup));
     srv.shutdown().await;
 }
+
+/// Issue 14: the ICE servers a real server issues reach the window (`AppEvent::IceServers`) and
+/// the native engine's accessor (`signaling::issued_ice_servers`), are replaced by the server's
+/// refresh before they expire, and are gone after sign-out. The TURN secret itself never
+/// crosses IPC (only the credential minted from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_issued_ice_servers_reach_the_window_and_the_native_engine() {
+    const TURN_SECRET: &str = "coturn-secret-for-the-desktop-test";
+    let mut cfg = tincan_server::ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        SDK,
+        SecretKey::new(KEY.to_owned()),
+    );
+    cfg.switchboard.ice = tincan_proto::IceConfig {
+        stun_urls: vec!["stun:127.0.0.1:3478".into()],
+        turn_urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+        turn_secret: Some(SecretKey::new(TURN_SECRET.into())),
+        turn_ttl_secs: 4,
+    };
+    let srv = tincan_server::start(cfg).await.expect("server starts");
+    let url = format!("ws://{}/ws", srv.local_addr());
+    let a = app(
+        "alice",
+        Some(url),
+        free_port(),
+        Arc::new(MemoryStore::default()),
+    );
+    a.service
+        .sign_in(secret_key_sign_in("alice", Some(KEY)))
+        .await
+        .expect("sign in");
+    let issued = |e: &AppEvent| match e {
+        AppEvent::IceServers {
+            ice_servers,
+            expires_at: Some(t),
+        } if !ice_servers.is_empty() => Some((ice_servers.clone(), *t)),
+        _ => None,
+    };
+    let first = a
+        .rec
+        .wait_for("the servers from login_ok", |e| issued(e).is_some())
+        .await;
+    let (servers, first_expiry) = issued(&first).unwrap();
+    let username = format!("{first_expiry}:alice");
+    assert_eq!(servers[1].username.as_deref(), Some(username.as_str()));
+    assert_eq!(
+        servers[1].credential.as_deref(),
+        Some(tincan_proto::ice::turn_password(TURN_SECRET.as_bytes(), &username).as_str())
+    );
+    assert_eq!(tincan_app::signaling::issued_ice_servers(), servers);
+
+    // The refresh at 3/4 of 4 s.
+    let refreshed = a
+        .rec
+        .wait_for("an ice_servers refresh", |e| {
+            issued(e).is_some_and(|(_, t)| t > first_expiry)
+        })
+        .await;
+    let (servers, _) = issued(&refreshed).unwrap();
+    assert_eq!(tincan_app::signaling::issued_ice_servers(), servers);
+
+    a.service.sign_out().await;
+    a.rec
+        .wait_for(
+            "the list cleared at sign-out",
+            |e| matches!(e, AppEvent::IceServers { ice_servers, .. } if ice_servers.is_empty()),
+        )
+        .await;
+    assert!(tincan_app::signaling::issued_ice_servers().is_empty());
+    assert_no_secrets(&a.rec, &[KEY, TURN_SECRET]);
+    srv.shutdown().await;
+}
