@@ -336,7 +336,9 @@ impl BrowserTransport {
     }
 }
 
-/// Every event reaches the listeners; a call that ended goes into the history once.
+/// Every event reaches the listeners (the server-issued STUN / TURN servers among them:
+/// `AppEvent::IceServers`, which the media controller keeps for the web engine, exactly as on the
+/// desktop); a call that ended goes into the history once.
 fn on_event(page: &Rc<RefCell<Page>>, ev: AppEvent) {
     let listeners = page.borrow().listeners.clone();
     for l in &listeners {
