@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tincan_proto::UserId;
 
+/// The WebSocket read buffer of a connection (see [`ws`]).
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+
 pub fn router(hub: Arc<Hub>) -> Router {
     let mut router = Router::new()
         .route("/ws", get(ws))
@@ -102,7 +105,11 @@ async fn ws(
     let pending = Pending::new(conn, forwarded);
     let cfg = &hub.config;
     let mut response = upgrade
-        .read_buffer_size(4 * 1024)
+        // What each idle session holds for reading (tungstenite allocates and zero-fills it up
+        // front). 2 KiB takes any frame but an SDP description in one read (a login, a candidate,
+        // a burst of several); an offer takes two or three, and the buffer grows to fit a frame
+        // larger than it. 4 KiB cost an idle session 2 KB more for reads that never come.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(cfg.max_frame_bytes.saturating_mul(2).max(64 * 1024))
         .max_message_size(cfg.hard_frame_bytes)
