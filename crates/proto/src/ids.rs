@@ -4,9 +4,10 @@
 //! the code never sees an empty, oversized or oddly-charactered ID. The rule is TRTC's: 1–32 bytes of
 //! `[A-Za-z0-9_-]` for users; call and device IDs use the same alphabet with room for a UUID.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Why a string is not a valid identifier.
@@ -47,9 +48,11 @@ fn validate(kind: &'static str, s: &str, max: usize) -> Result<(), IdError> {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Held as a shared `Arc<str>`: the server keeps each signed-in user's and device's IDs
+        /// in several maps, and a clone is then a reference count, not an allocation.
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// The longest accepted value, in bytes.
@@ -59,7 +62,7 @@ macro_rules! id_type {
             pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
                 validate($kind, &s, Self::MAX_LEN)?;
-                Ok(Self(s))
+                Ok(Self(Arc::from(s)))
             }
 
             /// The identifier as a string slice.
@@ -93,10 +96,27 @@ macro_rules! id_type {
             }
         }
 
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::new(s).map_err(serde::de::Error::custom)
+                struct Visit;
+                impl serde::de::Visitor<'_> for Visit {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str(concat!("a ", $kind))
+                    }
+                    // Validated from the borrowed text, then copied once into the `Arc`.
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$name, E> {
+                        validate($kind, v, $name::MAX_LEN).map_err(E::custom)?;
+                        Ok($name(Arc::from(v)))
+                    }
+                }
+                d.deserialize_str(Visit)
             }
         }
     };
@@ -153,5 +173,21 @@ mod tests {
         let ok: UserId = serde_json::from_str("\"bob\"").unwrap();
         assert_eq!(ok.as_str(), "bob");
         assert!(serde_json::from_str::<UserId>("\"no/slash\"").is_err());
+        // An escaped string (decoded into serde's scratch buffer, not borrowed) is validated too.
+        let escaped: UserId = serde_json::from_str("\"b\\u006fb\"").unwrap();
+        assert_eq!(escaped, ok);
+        assert!(serde_json::from_str::<UserId>("\"\\u0020\"").is_err());
+        assert!(serde_json::from_str::<UserId>("42").is_err());
+        // Through a `Value` (owned strings) as well.
+        let v: DeviceId = serde_json::from_value(serde_json::json!("dev-1")).unwrap();
+        assert_eq!(v.as_str(), "dev-1");
+        assert_eq!(serde_json::to_string(&v).unwrap(), "\"dev-1\"");
+    }
+
+    #[test]
+    fn clones_share_one_allocation() {
+        let a = CallId::new("c1").unwrap();
+        let b = a.clone();
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
     }
 }
