@@ -2,7 +2,7 @@
 //! handles the keyboard (Esc declines / cancels / hangs up / goes back, Enter accepts a ringing call).
 
 use crate::ctx::Ctx;
-use crate::state::{Action, Page, Screen, UiState};
+use crate::state::{Action, Screen, UiState};
 use crate::views;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
@@ -28,8 +28,22 @@ pub fn App() -> Html {
             wasm_bindgen_futures::spawn_local(async move {
                 let d = ctx.state.dispatcher();
                 let on_event: Rc<dyn Fn(tincan_ipc::AppEvent)> = {
-                    let d = d.clone();
-                    Rc::new(move |ev| d.dispatch(Action::Event(ev)))
+                    let (d, api) = (d.clone(), ctx.api.clone());
+                    Rc::new(move |ev| {
+                        // The sign-in at launch was refused and the backend dropped the saved
+                        // credentials: read what is saved again.
+                        if let tincan_ipc::AppEvent::Error { error } = &ev {
+                            if views::rejected_saved(error) {
+                                let (d, api) = (d.clone(), api.clone());
+                                wasm_bindgen_futures::spawn_local(async move {
+                                    if let Ok(st) = api.get_state().await {
+                                        d.dispatch(Action::Saved(st.saved));
+                                    }
+                                });
+                            }
+                        }
+                        d.dispatch(Action::Event(ev))
+                    })
                 };
                 if let Err(e) = ctx.api.subscribe(on_event).await {
                     d.dispatch(Action::Failed(e));
@@ -46,6 +60,16 @@ pub fn App() -> Html {
                 if let Ok(s) = ctx.api.get_settings().await {
                     d.dispatch(Action::Settings(s));
                 }
+                // Sign in at launch / start at login exist in the desktop app only.
+                if crate::browser::in_tauri() {
+                    let startup = ctx
+                        .api
+                        .invoke_typed::<tincan_ipc::Startup, ()>(tincan_ipc::cmd::GET_STARTUP, None)
+                        .await;
+                    if let Ok(s) = startup {
+                        d.dispatch(Action::Startup(s));
+                    }
+                }
             });
         });
     }
@@ -61,7 +85,7 @@ pub fn App() -> Html {
                         return;
                     };
                     match (e.key().as_str(), ctx.state.screen()) {
-                        ("Escape", Screen::Settings) => ctx.dispatch(Action::ShowPage(Page::Home)),
+                        ("Escape", Screen::Settings) => ctx.dispatch(Action::EscapeSettings),
                         ("Escape", Screen::Home) => ctx.dispatch(Action::DismissError),
                         ("Escape", _) => ctx.hang_up_or_decline(),
                         ("Enter", Screen::Incoming) => {
@@ -95,8 +119,12 @@ pub fn App() -> Html {
         <ContextProvider<Ctx> context={ctx}>
             <div class="app" data-screen={format!("{screen:?}").to_lowercase()}>
                 <views::Header />
-                <views::ErrorBanner />
-                <crate::media::view::MediaBanner />
+                // Kept in view (sticky) so a message about a button low on a long page, such as
+                // Save in Settings, is seen without scrolling.
+                <div class="banners">
+                    <views::ErrorBanner />
+                    <crate::media::view::MediaBanner />
+                </div>
                 <main>{ body }</main>
             </div>
         </ContextProvider<Ctx>>

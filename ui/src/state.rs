@@ -3,8 +3,8 @@
 
 use std::rc::Rc;
 use tincan_ipc::{
-    AppEvent, AppState, CallPhase, CallView, ConnectionState, EndReason, HistoryEntry, IpcError,
-    SavedCredentials, ServerInfo, Settings,
+    AppEvent, AppState, CallPhase, CallView, ConnectionState, EndReason, ErrorCode, HistoryEntry,
+    IpcError, SavedCredentials, ServerInfo, Settings, Startup,
 };
 use tincan_proto::UserId;
 use yew::Reducible;
@@ -50,7 +50,18 @@ pub struct UiState {
     pub notice: Option<String>,
     /// The ended call the user already left; the backend's state may still report it.
     pub dismissed: Option<tincan_proto::CallId>,
+    /// The Settings form differs from the saved settings.
+    pub settings_dirty: bool,
+    /// Esc was pressed once with unsaved edits: the next Esc discards them.
+    pub discard_armed: bool,
+    /// Sign in at launch / start at login (desktop app only; `None` in a browser).
+    pub startup: Option<Startup>,
 }
+
+/// Shown when Settings is left with edits that were not saved.
+pub const DISCARDED: &str = "Unsaved changes discarded.";
+/// Shown at the first Esc with unsaved edits.
+pub const UNSAVED: &str = "You have unsaved changes: Save keeps them, Esc again discards them.";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -72,6 +83,15 @@ pub enum Action {
     DismissCall,
     ShowPage(Page),
     Notice(String),
+    /// The Settings form was edited (`true`) or matches what is saved (`false`).
+    SettingsDirty(bool),
+    /// Esc on the Settings page: leaves it, or with unsaved edits first asks (a second Esc leaves).
+    EscapeSettings,
+    /// Back from Settings: unsaved edits are dropped, with a notice saying so.
+    LeaveSettings,
+    Startup(Startup),
+    /// The user typed in the call field: an error about the previous ID is stale.
+    CalleeEdited,
 }
 
 /// A title for the "call ended" screen.
@@ -179,8 +199,50 @@ impl UiState {
             Action::ShowPage(p) => {
                 self.page = p;
                 self.notice = None;
+                self.settings_dirty = false;
+                self.discard_armed = false;
             }
             Action::Notice(n) => self.notice = Some(n),
+            Action::SettingsDirty(d) => {
+                if d && !self.settings_dirty {
+                    // A "Settings saved" (or "unsaved") notice no longer describes the form.
+                    self.notice = None;
+                }
+                self.settings_dirty = d;
+                if !d {
+                    self.discard_armed = false;
+                }
+            }
+            Action::EscapeSettings => {
+                if self.settings_dirty && !self.discard_armed {
+                    self.discard_armed = true;
+                    self.notice = Some(UNSAVED.into());
+                } else {
+                    self.reduce_mut(Action::LeaveSettings);
+                }
+            }
+            Action::LeaveSettings => {
+                let dropped = self.settings_dirty;
+                self.reduce_mut(Action::ShowPage(Page::Home));
+                if dropped {
+                    self.notice = Some(DISCARDED.into());
+                }
+            }
+            Action::Startup(s) => self.startup = Some(s),
+            Action::CalleeEdited => {
+                let stale = self.error.as_ref().is_some_and(|e| {
+                    matches!(
+                        e.code,
+                        ErrorCode::CallSelf
+                            | ErrorCode::InvalidUserId
+                            | ErrorCode::AlreadyInCall
+                            | ErrorCode::ServerRefused
+                    )
+                });
+                if stale {
+                    self.error = None;
+                }
+            }
         }
     }
 
@@ -386,6 +448,45 @@ mod tests {
         assert_eq!(s.error.as_ref().unwrap().code, ErrorCode::CallSelf);
         s.reduce_mut(Action::DismissError);
         assert!(s.error.is_none());
+    }
+
+    #[test]
+    fn esc_with_unsaved_settings_asks_then_discards_with_a_notice() {
+        let mut s = signed_in();
+        s.reduce_mut(Action::ShowPage(Page::Settings));
+        // Nothing edited: Esc leaves at once, silently.
+        s.reduce_mut(Action::EscapeSettings);
+        assert_eq!(s.screen(), Screen::Home);
+        assert_eq!(s.notice, None);
+        s.reduce_mut(Action::ShowPage(Page::Settings));
+        s.reduce_mut(Action::SettingsDirty(true));
+        s.reduce_mut(Action::EscapeSettings);
+        assert_eq!(s.screen(), Screen::Settings, "the first Esc only asks");
+        assert_eq!(s.notice.as_deref(), Some(UNSAVED));
+        s.reduce_mut(Action::EscapeSettings);
+        assert_eq!(s.screen(), Screen::Home);
+        assert_eq!(s.notice.as_deref(), Some(DISCARDED));
+        // Back with edits says so too; editing back to the saved values makes it silent again.
+        s.reduce_mut(Action::ShowPage(Page::Settings));
+        s.reduce_mut(Action::SettingsDirty(true));
+        s.reduce_mut(Action::LeaveSettings);
+        assert_eq!(s.notice.as_deref(), Some(DISCARDED));
+        s.reduce_mut(Action::ShowPage(Page::Settings));
+        s.reduce_mut(Action::SettingsDirty(true));
+        s.reduce_mut(Action::SettingsDirty(false));
+        s.reduce_mut(Action::EscapeSettings);
+        assert_eq!((s.screen(), s.notice.clone()), (Screen::Home, None));
+    }
+
+    #[test]
+    fn editing_the_callee_clears_a_stale_call_error_only() {
+        let mut s = signed_in();
+        s.reduce_mut(Action::Failed(IpcError::new(ErrorCode::CallSelf, "no")));
+        s.reduce_mut(Action::CalleeEdited);
+        assert!(s.error.is_none());
+        s.reduce_mut(Action::Failed(IpcError::new(ErrorCode::Storage, "disk")));
+        s.reduce_mut(Action::CalleeEdited);
+        assert!(s.error.is_some(), "an error about something else stays");
     }
 
     #[test]
