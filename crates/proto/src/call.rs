@@ -274,22 +274,37 @@ impl Call {
     /// While ringing, the caller's offer and candidates go to every ringing device (so the connection
     /// can be set up before the answer); the callee may signal only after it accepted.
     pub fn signal_targets(&self, from: &Party) -> Result<Vec<Party>, CallError> {
+        let mut targets = Vec::new();
+        self.each_signal_target(from, |user, device| {
+            targets.push(Party::new(user.clone(), device.clone()))
+        })?;
+        Ok(targets)
+    }
+
+    /// [`Call::signal_targets`] without building a list: `f` gets each target's user and device
+    /// (the relay's hot path, which only needs their sessions).
+    pub fn each_signal_target(
+        &self,
+        from: &Party,
+        mut f: impl FnMut(&UserId, &DeviceId),
+    ) -> Result<(), CallError> {
         if !self.has_party(from) {
             return Err(CallError::NotAParty);
         }
         match self.phase() {
-            Phase::Ended => Err(CallError::Ended),
-            Phase::Ringing if *from == self.caller => Ok(self
-                .ringing
-                .iter()
-                .map(|d| Party::new(self.callee.clone(), d.clone()))
-                .collect()),
-            Phase::Ringing => Err(CallError::NotConnected),
-            Phase::Connected if *from == self.caller => {
-                Ok(self.answered_by().into_iter().collect())
+            Phase::Ended => return Err(CallError::Ended),
+            Phase::Ringing if *from == self.caller => {
+                self.ringing.iter().for_each(|d| f(&self.callee, d))
             }
-            Phase::Connected => Ok(vec![self.caller.clone()]),
+            Phase::Ringing => return Err(CallError::NotConnected),
+            Phase::Connected if *from == self.caller => {
+                if let Some(d) = &self.answered_by {
+                    f(&self.callee, d)
+                }
+            }
+            Phase::Connected => f(&self.caller.user, &self.caller.device),
         }
+        Ok(())
     }
 
     fn finish(&mut self, reason: EndReason, by: Option<UserId>, now_ms: u64) {

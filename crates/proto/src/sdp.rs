@@ -528,9 +528,16 @@ impl CandidateBudget {
 
     /// Checks `signal` and, if it passes, counts its candidates against the cap.
     pub fn admit(&mut self, signal: &MediaSignal, limits: &Limits) -> Result<(), SdpError> {
-        match signal {
-            MediaSignal::Offer { sdp, .. } | MediaSignal::Answer { sdp } => {
-                let d = check_description(sdp, limits)?;
+        self.admit_checked(Checked::new(signal, limits))
+    }
+
+    /// [`CandidateBudget::admit`] for a signal already checked with [`Checked::new`] (the same
+    /// limits): only the counting is left, so a server can run the check itself before it takes
+    /// the lock that guards the budgets.
+    pub fn admit_checked(&mut self, checked: Checked) -> Result<(), SdpError> {
+        let limits = checked.limits;
+        match checked.outcome? {
+            Outcome::Description(d) => {
                 let restart = self.ufrag.as_deref() != Some(d.ice_ufrag.as_str());
                 let base = if restart { 0 } else { self.used };
                 let used = base.saturating_add(d.candidates);
@@ -539,11 +546,12 @@ impl CandidateBudget {
                         max: limits.max_candidates,
                     });
                 }
-                self.ufrag = Some(d.ice_ufrag);
+                if restart {
+                    self.ufrag = Some(d.ice_ufrag);
+                }
                 self.used = used;
             }
-            MediaSignal::Candidate { .. } => {
-                check_signal(signal, limits)?;
+            Outcome::Candidate => {
                 if self.used >= limits.max_candidates {
                     return Err(SdpError::TooManyCandidates {
                         max: limits.max_candidates,
@@ -551,9 +559,50 @@ impl CandidateBudget {
                 }
                 self.used += 1;
             }
-            MediaSignal::EndOfCandidates | MediaSignal::Mute { .. } => {}
+            Outcome::Nothing => {}
         }
         Ok(())
+    }
+}
+
+/// The stateless half of [`CandidateBudget::admit`]: the signal checked on its own, with the
+/// limits it was checked against. The counting half ([`CandidateBudget::admit_checked`]) needs
+/// the budget; this half needs nothing, so it can run anywhere (the server runs it before taking
+/// its lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    limits: Limits,
+    outcome: Result<Outcome, SdpError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Description(Description),
+    Candidate,
+    Nothing,
+}
+
+impl Checked {
+    /// Checks `signal` against `limits` (what [`check_signal`] checks).
+    pub fn new(signal: &MediaSignal, limits: &Limits) -> Self {
+        let outcome = match signal {
+            MediaSignal::Offer { sdp, .. } | MediaSignal::Answer { sdp } => {
+                check_description(sdp, limits).map(Outcome::Description)
+            }
+            MediaSignal::Candidate { .. } => {
+                check_signal(signal, limits).map(|()| Outcome::Candidate)
+            }
+            MediaSignal::EndOfCandidates | MediaSignal::Mute { .. } => Ok(Outcome::Nothing),
+        };
+        Self {
+            limits: *limits,
+            outcome,
+        }
+    }
+
+    /// The limits this check ran with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 

@@ -14,7 +14,7 @@
 
 use crate::ids::{CallId, UserId};
 use crate::message::{MediaSignal, ServerMessage};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -39,12 +39,15 @@ struct Head<'a> {
 }
 
 /// [`MediaSignal`] with unknown fields refused: a payload that reads as this is relayed verbatim.
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// Read by hand ([`StrictVisitor`]) rather than derived: serde's internally tagged enums buffer
+/// the whole payload into an intermediate tree (a copy of the SDP and of every key) before they
+/// look at the tag, and this runs for every relayed frame. The rules are the derive's: `kind`
+/// picks the variant, each variant takes only its own fields (anything else, or a field twice,
+/// refuses the payload), `ice_restart`, `sdp_mid` and `sdp_m_line_index` may be left out.
 enum Strict {
     Offer {
         sdp: String,
-        #[serde(default)]
         ice_restart: bool,
     },
     Answer {
@@ -52,15 +55,118 @@ enum Strict {
     },
     Candidate {
         candidate: String,
-        #[serde(default)]
         sdp_mid: Option<String>,
-        #[serde(default)]
         sdp_m_line_index: Option<u16>,
     },
     EndOfCandidates,
     Mute {
         muted: bool,
     },
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum StrictKind {
+    Offer,
+    Answer,
+    Candidate,
+    EndOfCandidates,
+    Mute,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum StrictField {
+    Kind,
+    Sdp,
+    IceRestart,
+    Candidate,
+    SdpMid,
+    SdpMLineIndex,
+    Muted,
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a signal payload")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        use serde::de::Error;
+        fn once<T, E: Error>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), E> {
+            if slot.replace(v).is_some() {
+                return Err(E::duplicate_field(name));
+            }
+            Ok(())
+        }
+        let mut kind: Option<StrictKind> = None;
+        let mut sdp: Option<String> = None;
+        let mut ice_restart: Option<bool> = None;
+        let mut candidate: Option<String> = None;
+        let mut sdp_mid: Option<Option<String>> = None;
+        let mut sdp_m_line_index: Option<Option<u16>> = None;
+        let mut muted: Option<bool> = None;
+        while let Some(field) = map.next_key::<StrictField>()? {
+            match field {
+                StrictField::Kind => once(&mut kind, map.next_value()?, "kind")?,
+                StrictField::Sdp => once(&mut sdp, map.next_value()?, "sdp")?,
+                StrictField::IceRestart => {
+                    once(&mut ice_restart, map.next_value()?, "ice_restart")?
+                }
+                StrictField::Candidate => once(&mut candidate, map.next_value()?, "candidate")?,
+                StrictField::SdpMid => once(&mut sdp_mid, map.next_value()?, "sdp_mid")?,
+                StrictField::SdpMLineIndex => {
+                    once(&mut sdp_m_line_index, map.next_value()?, "sdp_m_line_index")?
+                }
+                StrictField::Muted => once(&mut muted, map.next_value()?, "muted")?,
+            }
+        }
+        let kind = kind.ok_or_else(|| A::Error::missing_field("kind"))?;
+        // The fields each variant takes; any other one present refuses the payload.
+        let (description, cand, mute) = (
+            sdp.is_some() || ice_restart.is_some(),
+            candidate.is_some() || sdp_mid.is_some() || sdp_m_line_index.is_some(),
+            muted.is_some(),
+        );
+        let foreign = match kind {
+            StrictKind::Offer => cand || mute,
+            StrictKind::Answer => cand || mute || ice_restart.is_some(),
+            StrictKind::Candidate => description || mute,
+            StrictKind::EndOfCandidates => description || cand || mute,
+            StrictKind::Mute => description || cand,
+        };
+        if foreign {
+            return Err(A::Error::custom("a field of another kind of signal"));
+        }
+        Ok(match kind {
+            StrictKind::Offer => Strict::Offer {
+                sdp: sdp.ok_or_else(|| A::Error::missing_field("sdp"))?,
+                ice_restart: ice_restart.unwrap_or(false),
+            },
+            StrictKind::Answer => Strict::Answer {
+                sdp: sdp.ok_or_else(|| A::Error::missing_field("sdp"))?,
+            },
+            StrictKind::Candidate => Strict::Candidate {
+                candidate: candidate.ok_or_else(|| A::Error::missing_field("candidate"))?,
+                sdp_mid: sdp_mid.flatten(),
+                sdp_m_line_index: sdp_m_line_index.flatten(),
+            },
+            StrictKind::EndOfCandidates => Strict::EndOfCandidates,
+            StrictKind::Mute => Strict::Mute {
+                muted: muted.ok_or_else(|| A::Error::missing_field("muted"))?,
+            },
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(StrictVisitor)
+    }
 }
 
 impl From<Strict> for MediaSignal {
@@ -120,25 +226,30 @@ pub fn decode_signal(text: &str) -> Option<InboundSignal<'_>> {
     }
 }
 
-#[derive(Serialize)]
-struct SignalOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    call_id: &'a CallId,
-    from: &'a UserId,
-    signal: &'a RawValue,
-}
-
 /// The `signal` frame for the peer, built once: `{"type":"signal","call_id":…,"from":…,"signal":…}`
 /// with the payload copied as it came (no re-escaping of its SDP).
+///
+/// Written directly into one buffer of the exact size rather than through a serializer (which
+/// grows its buffer three or four times for an offer): the IDs are `[A-Za-z0-9_-]` by
+/// construction ([`crate::ids`]), so quoting them is all JSON asks, and the payload is JSON
+/// already. The bytes are exactly what serializing [`ServerMessage::Signal`] gives (tested).
 pub fn signal_frame(call_id: &CallId, from: &UserId, signal: &RawValue) -> String {
-    serde_json::to_string(&SignalOut {
-        kind: "signal",
-        call_id,
-        from,
-        signal,
-    })
-    .unwrap_or_else(|_| unreachable!("IDs and raw JSON serialize"))
+    const PARTS: [&str; 4] = [
+        r#"{"type":"signal","call_id":""#,
+        r#"","from":""#,
+        r#"","signal":"#,
+        "}",
+    ];
+    let (call_id, from, signal) = (call_id.as_str(), from.as_str(), signal.get());
+    let mut frame = String::with_capacity(
+        PARTS.iter().map(|p| p.len()).sum::<usize>() + call_id.len() + from.len() + signal.len(),
+    );
+    for (part, value) in PARTS.iter().zip([call_id, from, signal, ""]) {
+        frame.push_str(part);
+        frame.push_str(value);
+    }
+    debug_assert!(!call_id.contains(['"', '\\']) && !from.contains(['"', '\\']));
+    frame
 }
 
 /// The frame for an [`InboundSignal`]: the raw payload if it has one, else the typed one encoded.
@@ -230,7 +341,35 @@ mod tests {
                 ..
             }
         ));
+        // Another kind's field is unknown to this kind: re-encoded without it, as the derive did.
+        for (payload, verbatim) in [
+            (r#"{"kind":"mute","muted":true,"sdp":"v=0"}"#, false),
+            (
+                r#"{"kind":"answer","sdp":"v=0","ice_restart":false}"#,
+                false,
+            ),
+            (r#"{"kind":"end_of_candidates","muted":true}"#, false),
+            (
+                r#"{"sdp":"v=0\r\n","ice_restart":true,"kind":"offer"}"#,
+                true,
+            ),
+            (
+                r#"{"kind":"candidate","candidate":"c","sdp_mid":null}"#,
+                true,
+            ),
+        ] {
+            let text = format!(r#"{{"type":"signal","call_id":"c1","signal":{payload}}}"#);
+            let inbound = decode_signal(&text).expect(payload);
+            assert_eq!(inbound.raw.is_some(), verbatim, "{payload}");
+            let typed = ClientMessage::decode(&text).unwrap();
+            assert!(
+                matches!(&typed, ClientMessage::Signal { signal, .. } if *signal == inbound.signal),
+                "{payload}: {typed:?}"
+            );
+        }
         for text in [
+            r#"{"type":"signal","call_id":"c1","signal":{"kind":"mute","muted":true,"muted":false}}"#,
+            r#"{"type":"signal","call_id":"c1","signal":{"kind":"mute","kind":"mute","muted":true}}"#,
             r#"{"type":"ping"}"#,
             r#"{"type":"signal","call_id":"c1"}"#,
             r#"{"type":"signal","call_id":"no spaces","signal":{"kind":"mute","muted":true}}"#,

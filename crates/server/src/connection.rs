@@ -333,11 +333,17 @@ impl Reader<'_> {
         if let Some(from) = &self.user {
             if let Some(inbound) = tincan_proto::wire::decode_signal(text) {
                 let frame = tincan_proto::wire::inbound_frame(&inbound.call_id, from, &inbound);
+                // The SDP check needs no shared state: it runs here, not under the hub's lock.
+                let checked = tincan_proto::sdp::Checked::new(
+                    &inbound.signal,
+                    &self.hub.config.switchboard.sdp,
+                );
                 self.hub.forward(
                     self.sid,
                     from,
                     &inbound.call_id,
                     &inbound.signal,
+                    checked,
                     frame.into(),
                 );
                 return None;

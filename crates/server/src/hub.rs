@@ -17,6 +17,7 @@ use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tincan_proto::sdp::Checked;
 use tincan_proto::switchboard::{Action, LoginError, SessionId, Switchboard};
 use tincan_proto::{
     CallId, ClientMessage, CloseReason, ErrorCode, MediaSignal, Party, ServerMessage, UserId,
@@ -362,23 +363,32 @@ impl Hub {
     }
 
     /// Relays a `signal` on the fast path: `frame` was built once by the caller, outside this
-    /// lock, from the sender's own JSON (`tincan_proto::wire`); every target gets a clone of the
-    /// same bytes (a reference count, no copy). The switchboard's rules and the SDP check run as
-    /// for any frame. A target whose outbox is over budget does not get it, and the sender is
-    /// told (`peer_backlogged`).
+    /// lock, from the sender's own JSON (`tincan_proto::wire`), and so was the SDP check
+    /// (`checked`, [`Checked::new`] with the switchboard's limits); every target gets a clone of
+    /// the same bytes (a reference count, no copy). Under the lock only the switchboard's rules
+    /// and the candidate count run, as for any frame. A target whose outbox is over budget does
+    /// not get it, and the sender is told (`peer_backlogged`).
     pub fn forward(
         &self,
         sid: SessionId,
         from: &UserId,
         call_id: &CallId,
         signal: &MediaSignal,
+        checked: Checked,
         frame: Utf8Bytes,
     ) {
         let mut st = self.lock();
         let st = &mut *st;
         let mut targets = std::mem::take(&mut st.targets);
-        st.board
-            .forward_signal(sid, from, call_id, signal, &mut st.actions, &mut targets);
+        st.board.forward_signal(
+            sid,
+            from,
+            call_id,
+            signal,
+            checked,
+            &mut st.actions,
+            &mut targets,
+        );
         Self::dispatch(st, Some(sid));
         let mut refused = false;
         for t in targets.drain(..) {

@@ -4,6 +4,7 @@ use super::{call_error_code, Action, SessionId, Switchboard};
 use crate::call::Party;
 use crate::ids::{CallId, UserId};
 use crate::message::{ErrorCode, MediaSignal, ServerMessage};
+use crate::sdp::Checked;
 
 impl Switchboard {
     /// Media negotiation between the parties of a call, relayed only once it passes the SDP
@@ -17,7 +18,8 @@ impl Switchboard {
         out: &mut Vec<Action>,
     ) {
         let mut targets = Vec::new();
-        self.checked_targets(sid, me, &call_id, &signal, out, &mut targets);
+        let checked = Checked::new(&signal, &self.config.sdp);
+        self.checked_targets(sid, &call_id, checked, out, &mut targets);
         for t in targets {
             out.push(Action::Send(
                 t,
@@ -36,37 +38,54 @@ impl Switchboard {
     /// `from`, the sender's user ID as it signed in). Errors go to `out` as usual. If `from` is not
     /// the sender's user (a caller's bug), the typed frames are sent instead, so a frame never
     /// names the wrong sender.
+    ///
+    /// `checked` is the stateless half of the SDP check ([`Checked::new`]), which the caller ran
+    /// before taking whatever lock guards this switchboard, so the lock is not held for it; it
+    /// is consulted exactly where the typed path checks, so the answers are the same. A check
+    /// made with other limits than this switchboard's is made again.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_signal(
         &mut self,
         sid: SessionId,
         from: &UserId,
         call_id: &CallId,
         signal: &MediaSignal,
+        checked: Checked,
         out: &mut Vec<Action>,
         targets: &mut Vec<SessionId>,
     ) {
-        let Some(me) = self.sessions.get(&sid).cloned() else {
+        let Some(me) = self.sessions.get(&sid) else {
             Self::error(sid, ErrorCode::NotLoggedIn, "sign in first", None, out);
             return;
         };
         if me.user != *from {
+            let me = me.clone();
             self.relay(sid, &me, call_id.clone(), signal.clone(), out);
             return;
         }
-        self.checked_targets(sid, &me, call_id, signal, out, targets);
+        let checked = if *checked.limits() == self.config.sdp {
+            checked
+        } else {
+            Checked::new(signal, &self.config.sdp)
+        };
+        self.checked_targets(sid, call_id, checked, out, targets);
     }
 
-    /// The sessions a signal goes to, after the call rules, the SDP check and the budget; or the
-    /// error for the sender in `out`.
+    /// The sessions a signal from session `sid` (signed in) goes to, after the call rules, the
+    /// SDP check and the budget; or the error for the sender in `out`. Nothing is cloned or
+    /// allocated on the way (this runs under the server's lock for every relayed frame).
     fn checked_targets(
         &mut self,
         sid: SessionId,
-        me: &Party,
         call_id: &CallId,
-        signal: &MediaSignal,
+        checked: Checked,
         out: &mut Vec<Action>,
         targets: &mut Vec<SessionId>,
     ) {
+        let Some(me) = self.sessions.get(&sid) else {
+            Self::error(sid, ErrorCode::NotLoggedIn, "sign in first", None, out);
+            return;
+        };
         if self.signal_refused(sid, me, call_id, out) {
             return;
         }
@@ -80,25 +99,35 @@ impl Switchboard {
             );
             return;
         };
-        match call.signal_targets(me) {
-            Ok(parties) => {
-                // Checked before relaying: a bad offer, answer or candidate never reaches
-                // the peer's engine, and the sender is told why.
-                let sender = usize::from(call.caller() != me);
-                let budget = &mut self.budgets.entry(call_id.clone()).or_default()[sender];
-                if let Err(e) = budget.admit(signal, &self.config.sdp) {
-                    Self::error(
-                        sid,
-                        ErrorCode::SdpRejected,
-                        format!("{e} ({}); nothing was relayed", e.code()),
-                        Some(call_id),
-                        out,
-                    );
-                    return;
-                }
-                targets.extend(parties.iter().filter_map(|p| self.session_of(p)));
-            }
-            Err(e) => Self::error(sid, call_error_code(&e), e.to_string(), Some(call_id), out),
+        let devices = &self.devices;
+        let first = targets.len();
+        let found = call.each_signal_target(me, |user, device| {
+            let session = devices
+                .get(user)
+                .and_then(|ds| ds.iter().find(|(d, _)| d == device))
+                .map(|(_, s)| *s);
+            targets.extend(session);
+        });
+        if let Err(e) = found {
+            Self::error(sid, call_error_code(&e), e.to_string(), Some(call_id), out);
+            return;
+        }
+        // Checked before relaying: a bad offer, answer or candidate never reaches the peer's
+        // engine, and the sender is told why.
+        let sender = usize::from(call.caller() != me);
+        let budget = match self.budgets.get_mut(call_id) {
+            Some(b) => b,
+            None => self.budgets.entry(call_id.clone()).or_default(),
+        };
+        if let Err(e) = budget[sender].admit_checked(checked) {
+            targets.truncate(first);
+            Self::error(
+                sid,
+                ErrorCode::SdpRejected,
+                format!("{e} ({}); nothing was relayed", e.code()),
+                Some(call_id),
+                out,
+            );
         }
     }
 }
