@@ -20,7 +20,7 @@ use tincan_proto::switchboard::SessionId;
 use tincan_proto::{
     ClientMessage, CloseReason, ErrorCode, Party, ServerMessage, UserSigError, PROTOCOL_VERSION,
 };
-use tokio::time::{interval_at, sleep_until, timeout_at, Instant, MissedTickBehavior};
+use tokio::time::{sleep_until, timeout_at, Instant};
 use tracing::{debug, info};
 
 /// How long the closing handshake may take (our close frame out, the client's reply in) before
@@ -180,12 +180,10 @@ enum WriteEnd {
 async fn write_loop(sink: &mut Sender, outbox: &Outbox, stall: Duration) -> WriteEnd {
     loop {
         // Whatever an earlier, cancelled call left in the sink goes out first.
-        match tokio::time::timeout(stall, std::future::poll_fn(|cx| sink.poll_ready_unpin(cx)))
-            .await
-        {
-            Err(_) => return WriteEnd::Stalled,
-            Ok(Err(_)) => return WriteEnd::Failed,
-            Ok(Ok(())) => {}
+        match within(stall, |cx| sink.poll_ready_unpin(cx)).await {
+            None => return WriteEnd::Stalled,
+            Some(Err(_)) => return WriteEnd::Failed,
+            Some(Ok(())) => {}
         }
         let item = outbox.next().await;
         let cost = Outbox::cost_of(&item);
@@ -197,11 +195,9 @@ async fn write_loop(sink: &mut Sender, outbox: &Outbox, stall: Duration) -> Writ
         if std::pin::Pin::new(&mut *sink).start_send(msg).is_err() {
             return WriteEnd::Failed;
         }
-        match tokio::time::timeout(stall, std::future::poll_fn(|cx| sink.poll_flush_unpin(cx)))
-            .await
-        {
-            Err(_) if !last => return WriteEnd::Stalled,
-            Ok(Err(_)) if !last => return WriteEnd::Failed,
+        match within(stall, |cx| sink.poll_flush_unpin(cx)).await {
+            None if !last => return WriteEnd::Stalled,
+            Some(Err(_)) if !last => return WriteEnd::Failed,
             _ => {}
         }
         outbox.sent(cost);
@@ -209,6 +205,30 @@ async fn write_loop(sink: &mut Sender, outbox: &Outbox, stall: Duration) -> Writ
             return WriteEnd::Closed;
         }
     }
+}
+
+/// Polls `poll` until it is ready (`Some`) or `limit` has passed without that (`None`). The
+/// timer is made only when the first poll is not ready: most writes finish at once, and a timer
+/// per frame written (a clock read, a runtime handle, and an entry in tokio's timer wheel when
+/// it has to wait) is work the frame does not need.
+async fn within<T>(
+    limit: Duration,
+    mut poll: impl FnMut(&mut std::task::Context<'_>) -> std::task::Poll<T>,
+) -> Option<T> {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 fn close_message(reason: CloseReason) -> Message {
@@ -249,9 +269,17 @@ impl Reader<'_> {
                 .allow_burst(NonZeroU32::new(cfg.rate_burst).unwrap_or(NonZeroU32::MIN)),
         );
         let login_deadline = Instant::now() + cfg.login_timeout;
-        let mut heartbeat = interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_ping = Instant::now() + cfg.heartbeat;
         let mut last_seen = Instant::now();
+        // Two timers for the whole connection, not fresh ones per frame (every new timer is an
+        // insert into and a removal from tokio's timer wheel, under its lock), and one of them
+        // for both the keepalive ping and the idle timeout (each timer is polled whenever the
+        // connection wakes, i.e. for every frame in or out). It is moved on lazily: when it
+        // fires, it is due for whichever comes first, the next ping or the idle timeout counted
+        // from the last frame heard.
+        let login_timer = sleep_until(login_deadline);
+        let timer = sleep_until(next_ping.min(last_seen + cfg.idle_timeout));
+        tokio::pin!(login_timer, timer);
         loop {
             // The client's own replies (pongs, errors) are bounded like everything else: while
             // its outbox is over budget, its next frame waits in the socket (TCP pushes back).
@@ -308,16 +336,24 @@ impl Reader<'_> {
                         tokio::task::yield_now().await;
                     }
                 }
-                () = sleep_until(login_deadline), if !self.logged_in => {
+                () = &mut login_timer, if !self.logged_in => {
                     return ReadEnd::Close(CloseReason::LoginTimeout);
                 }
                 // The idle timeout counts from the last frame heard, exactly, not at the next
                 // heartbeat tick (which made 75 s of silence last up to 100 s).
-                () = sleep_until(last_seen + cfg.idle_timeout) => {
-                    return ReadEnd::Close(CloseReason::IdleTimeout);
-                }
-                _ = heartbeat.tick() => {
-                    self.outbox.deliver(Outbound::Ping);
+                () = &mut timer => {
+                    let now = Instant::now();
+                    let idle_due = last_seen + cfg.idle_timeout;
+                    if now >= idle_due {
+                        return ReadEnd::Close(CloseReason::IdleTimeout);
+                    }
+                    if now >= next_ping {
+                        self.outbox.deliver(Outbound::Ping);
+                        // The next one a full period after this one (a late tick delays the
+                        // rest rather than bunching them).
+                        next_ping = now + cfg.heartbeat;
+                    }
+                    timer.as_mut().reset(next_ping.min(idle_due));
                 }
             }
         }

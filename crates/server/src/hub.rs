@@ -187,10 +187,14 @@ impl Outbox {
     /// The writer finished writing an item of this cost.
     pub fn sent(&self, item_cost: usize) {
         let mut q = self.lock();
+        let was_full = q.bytes >= self.soft;
         q.bytes = q.bytes.saturating_sub(item_cost);
-        let roomy = q.bytes < self.soft;
+        // A reader waits for room only while the outbox is at or over its soft budget, so only
+        // the crossing back under it wakes (not every frame written: the waiter list takes a
+        // lock of its own).
+        let crossed = was_full && q.bytes < self.soft;
         drop(q);
-        if roomy {
+        if crossed {
             self.room.notify_waiters();
         }
     }
@@ -220,6 +224,13 @@ impl Outbox {
     /// past the budget.
     pub async fn room(&self) {
         loop {
+            // The usual case first, without joining the waiter list (a lock and an unlink).
+            {
+                let q = self.lock();
+                if q.bytes < self.soft || q.closing.is_some() {
+                    return;
+                }
+            }
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
