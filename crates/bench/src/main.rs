@@ -445,11 +445,34 @@ struct Figures {
     secs: f64,
     lat_us: Vec<u32>,
     errors: u64,
+    /// CPU time this process (server and clients) spent, seconds: on a shared machine the CPU
+    /// per operation moves less than the rate does, since it does not count the time the other
+    /// jobs had the cores.
+    cpu_secs: f64,
+}
+
+/// CPU time (user + system) of this process so far, seconds (`/proc/self/stat`, clock ticks).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces, so split after its `)`):
+    // utime and stime are the 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let mut f = rest.split_whitespace().skip(11);
+    let ticks: u64 = f.next().and_then(|u| u.parse().ok()).unwrap_or(0)
+        + f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    // USER_HZ is 100 on Linux whatever the kernel's tick.
+    ticks as f64 / 100.0
 }
 
 impl Figures {
     fn rate(&self) -> f64 {
         self.count as f64 / self.secs
+    }
+    /// CPU microseconds (this whole process) per operation.
+    fn cpu_us(&self) -> f64 {
+        self.cpu_secs * 1e6 / (self.count as f64).max(1.0)
     }
     fn pct(&mut self, p: f64) -> f64 {
         if self.lat_us.is_empty() {
@@ -464,13 +487,16 @@ impl Figures {
 fn print_pair(what: &str, unit: &str, mut t: Figures, mut b: Figures) {
     let (tr, br) = (t.rate(), b.rate());
     let (t50, t99, b50, b99) = (t.pct(0.5), t.pct(0.99), b.pct(0.5), b.pct(0.99));
+    let (tc, bc) = (t.cpu_us(), b.cpu_us());
     println!(
-        "{what}: tincan {tr:.0} {unit} (p50 {t50:.2} ms, p99 {t99:.2} ms, errors {}) | bare {br:.0} \
-         {unit} (p50 {b50:.2} ms, p99 {b99:.2} ms, errors {}) | ratio {:.2}x, p99 {:.2}x",
+        "{what}: tincan {tr:.0} {unit} (p50 {t50:.2} ms, p99 {t99:.2} ms, errors {}, cpu {tc:.1} µs/op) \
+         | bare {br:.0} {unit} (p50 {b50:.2} ms, p99 {b99:.2} ms, errors {}, cpu {bc:.1} µs/op) \
+         | ratio {:.2}x, p99 {:.2}x, cpu per op {:.2}x",
         t.errors,
         b.errors,
         tr / br.max(1e-9),
         t99 / b99.max(1e-9),
+        tc / bc.max(1e-9),
     );
 }
 
@@ -479,6 +505,7 @@ fn merge(mut a: Figures, b: Figures) -> Figures {
     a.secs += b.secs;
     a.lat_us.extend(b.lat_us);
     a.errors += b.errors;
+    a.cpu_secs += b.cpu_secs;
     a
 }
 
@@ -489,6 +516,7 @@ where
     Fut: std::future::Future<Output = (u64, Vec<u32>, u64)> + Send + 'static,
 {
     let start = Instant::now();
+    let cpu_start = cpu_secs();
     let end = start + Duration::from_secs_f64(secs);
     let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(f(i, end))).collect();
     let mut fig = Figures {
@@ -496,6 +524,7 @@ where
         secs: 0.0,
         lat_us: Vec::new(),
         errors: 0,
+        cpu_secs: 0.0,
     };
     for t in tasks {
         let (c, l, e) = t.await.unwrap_or((0, Vec::new(), 1));
@@ -504,6 +533,7 @@ where
         fig.errors += e;
     }
     fig.secs = start.elapsed().as_secs_f64();
+    fig.cpu_secs = cpu_secs() - cpu_start;
     fig
 }
 
