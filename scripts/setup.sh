@@ -8,7 +8,8 @@ need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages: Tauri/WebKitGTK build deps, the headless test rig (Xvfb, WebKitWebDriver,
 # gnome-keyring, dbus), Chromium and Firefox ESR for browser tests, GStreamer for the native media engine,
 # and a real tray host and notification daemon that draw under Xvfb (status-notifier-watcher,
-# gtk-sni-tray-standalone, dunst) for the tray e2e's screenshots; coturn and nftables for the NAT tests.
+# gtk-sni-tray-standalone, dunst) for the tray e2e's screenshots; coturn and nftables for the NAT tests;
+# a sound server and its tools (pulseaudio, pactl, parec) that the audio e2e runs on a socket of its own.
 APT_PACKAGES=(
   build-essential pkg-config file curl libssl-dev
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
@@ -19,6 +20,7 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils dunst
   coturn nftables
+  pulseaudio pulseaudio-utils
 )
 
 missing=()

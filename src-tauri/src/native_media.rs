@@ -41,6 +41,9 @@ struct Active {
 pub struct NativeMedia {
     sink: Sink,
     active: Arc<Mutex<Option<Active>>>,
+    /// Reports microphones and speakers plugged in or out while the app runs, so the in-call menus
+    /// list a headset plugged in mid-call; `None` until its thread has started it (see [`Self::new`]).
+    device_watch: Arc<Mutex<Option<tincan_media::DeviceWatch>>>,
 }
 
 fn to_ipc(e: &MediaError) -> (NativeMediaErrorCode, String) {
@@ -104,18 +107,39 @@ fn level_pct(db: f64) -> u8 {
 }
 
 impl NativeMedia {
-    /// Events go to the window as [`AppEvent::NativeMedia`].
+    /// Events go to the window as [`AppEvent::NativeMedia`], device plug-ins and -outs as
+    /// [`NativeMediaEvent::DevicesChanged`]. The device watch starts on a thread of its own (it
+    /// initializes GStreamer and connects to the sound server), so the window does not wait for it.
     pub fn new(events: EventSink) -> Self {
-        Self::with_sink(Arc::new(move |event| {
+        let me = Self::with_sink(Arc::new(move |event| {
             events(AppEvent::NativeMedia { event })
-        }))
+        }));
+        let (slot, sink) = (Arc::downgrade(&me.device_watch), me.sink.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tincan-media-devices-start".into())
+            .spawn(move || {
+                let watch =
+                    tincan_media::watch_devices(move |_| sink(NativeMediaEvent::DevicesChanged));
+                match (watch, slot.upgrade()) {
+                    (Ok(w), Some(slot)) => {
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
+                    }
+                    (Ok(_), None) => {}
+                    (Err(e), _) => tracing::warn!(%e, "no audio device watch"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(%e, "no device watch thread");
+        }
+        me
     }
 
-    /// With any sink (tests).
+    /// With any sink (tests); no device watch.
     pub fn with_sink(sink: Sink) -> Self {
         Self {
             sink,
             active: Arc::new(Mutex::new(None)),
+            device_watch: Arc::new(Mutex::new(None)),
         }
     }
 

@@ -152,11 +152,15 @@ pub enum NativeMediaEvent {
         code: NativeMediaErrorCode,
         message: String,
     },
+    /// Microphones or speakers were plugged in or out (the engine's device monitor, in or out of a
+    /// call): the device menus list them again (`native_media_devices`).
+    DevicesChanged,
 }
 
 impl NativeMediaEvent {
-    pub fn call_id(&self) -> &CallId {
-        match self {
+    /// The call this event is about; `None` for news that is not about a call (devices).
+    pub fn call_id(&self) -> Option<&CallId> {
+        Some(match self {
             NativeMediaEvent::Signal { call_id, .. }
             | NativeMediaEvent::Connected { call_id }
             | NativeMediaEvent::FirstAudio { call_id }
@@ -165,13 +169,25 @@ impl NativeMediaEvent {
             | NativeMediaEvent::PeerPeak { call_id, .. }
             | NativeMediaEvent::Stats { call_id, .. }
             | NativeMediaEvent::Failed { call_id, .. } => call_id,
-        }
+            NativeMediaEvent::DevicesChanged => return None,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::NativeMediaErrorCode;
+    use super::{NativeMediaErrorCode, NativeMediaEvent};
+
+    /// The UI's native engine listens for this kind by name; it is about no call.
+    #[test]
+    fn devices_changed_is_a_kind_of_its_own_without_a_call() {
+        let ev = NativeMediaEvent::DevicesChanged;
+        assert_eq!(
+            serde_json::to_value(&ev).unwrap(),
+            serde_json::json!({"kind": "devices_changed"})
+        );
+        assert_eq!(ev.call_id(), None);
+    }
 
     /// The UI branches on these codes, never on the words: their wire names stay put.
     #[test]

@@ -5,7 +5,7 @@
 use crate::MediaError;
 use gst::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,11 +26,25 @@ pub struct AudioDevice {
     pub kind: DeviceKind,
 }
 
-fn new_monitor() -> gst::DeviceMonitor {
-    let monitor = gst::DeviceMonitor::new();
-    monitor.add_filter(Some("Audio/Source"), None);
-    monitor.add_filter(Some("Audio/Sink"), None);
-    monitor
+/// The process's one device monitor, started at first use and never stopped. One, because GStreamer
+/// shares each device provider between monitors and stopping a second monitor stops PulseAudio's
+/// provider for the first too: a device list taken while the watch ran left the watch deaf to
+/// devices plugged in after it (crates/media/tests/devices_pulse.rs checks it does not any more).
+/// Not kept when it could not start (no sound server yet): the next use tries again.
+static MONITOR: Mutex<Option<gst::DeviceMonitor>> = Mutex::new(None);
+
+fn shared_monitor() -> Option<gst::DeviceMonitor> {
+    let mut slot = MONITOR.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        let monitor = gst::DeviceMonitor::new();
+        monitor.add_filter(Some("Audio/Source"), None);
+        monitor.add_filter(Some("Audio/Sink"), None);
+        match monitor.start() {
+            Ok(()) => *slot = Some(monitor),
+            Err(e) => tracing::info!(%e, "no audio device monitor (no sound server?)"),
+        }
+    }
+    slot.clone()
 }
 
 /// The ID `pulsesrc device=` / `pulsesink device=` takes: PulseAudio's own name of the device (its
@@ -82,13 +96,9 @@ fn to_device(d: &gst::Device) -> Option<AudioDevice> {
 /// Lists the machine's audio devices. A machine with no sound server lists none (not an error).
 pub fn list_devices() -> Result<Vec<AudioDevice>, MediaError> {
     crate::init()?;
-    let monitor = new_monitor();
-    if monitor.start().is_err() {
-        return Ok(Vec::new());
-    }
-    let devices = monitor.devices().iter().filter_map(to_device).collect();
-    monitor.stop();
-    Ok(devices)
+    Ok(shared_monitor()
+        .map(|m| m.devices().iter().filter_map(to_device).collect())
+        .unwrap_or_default())
 }
 
 /// Devices plugged in or out: the microphones and speakers after the change.
@@ -97,7 +107,8 @@ pub struct DevicesChanged {
     pub devices: Vec<AudioDevice>,
 }
 
-/// A running device watch (see [`watch_devices`]); dropping it stops the watch.
+/// A running device watch (see [`watch_devices`]); dropping it stops the watch. One at a time per
+/// process: watches would take each other's news from the shared monitor's bus.
 pub struct DeviceWatch {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -150,11 +161,10 @@ fn sorted(list: Vec<AudioDevice>) -> Vec<(bool, String, String)> {
 }
 
 fn watch_loop(stop: &AtomicBool, on_change: &dyn Fn(DevicesChanged)) {
-    let monitor = new_monitor();
-    if let Err(e) = monitor.start() {
-        tracing::info!(%e, "no audio device monitor (no sound server?): hot-plug not reported");
+    let Some(monitor) = shared_monitor() else {
+        tracing::info!("hot-plug not reported: no audio device monitor");
         return;
-    }
+    };
     let bus = monitor.bus();
     let mut known = sorted(monitor.devices().iter().filter_map(to_device).collect());
     tracing::debug!(devices = known.len(), "watching audio devices");
@@ -187,5 +197,5 @@ fn watch_loop(stop: &AtomicBool, on_change: &dyn Fn(DevicesChanged)) {
             on_change(DevicesChanged { devices: now });
         }
     }
-    monitor.stop();
+    // The monitor stays started: it is the process's (see MONITOR).
 }

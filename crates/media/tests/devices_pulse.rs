@@ -123,6 +123,9 @@ fn pulse_devices_are_listed_and_hot_plug_is_reported() {
     .expect("watch");
     // The watch's monitor takes its first look before the change below.
     std::thread::sleep(Duration::from_millis(500));
+    // The app lists devices while the watch runs (the menus ask): a list's own monitor, started and
+    // stopped, must not stop the watch's (GStreamer shares one device provider between monitors).
+    assert_eq!(list_devices().expect("device list").len(), list.len());
 
     let plugged = Instant::now();
     assert!(pulse.pactl(&[
@@ -140,6 +143,9 @@ fn pulse_devices_are_listed_and_hot_plug_is_reported() {
     );
     assert!(has(&next, "spk2", DeviceKind::Output), "{next:?}");
     assert!(has(&next, "spk1", DeviceKind::Output), "{next:?}");
+    // What the menus list from now on.
+    let listed = list_devices().expect("device list");
+    assert!(has(&listed, "spk2", DeviceKind::Output), "{listed:?}");
 
     assert!(pulse.pactl(&[
         "load-module",

@@ -17,6 +17,7 @@ use gloo_timers::callback::Interval;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
+use tincan_ipc::native_media::NativeMediaEvent;
 use tincan_ipc::{AppEvent, CallPhase, CallView, Direction, MediaSignal, Settings};
 use tincan_proto::CallId;
 use wasm_bindgen::prelude::*;
@@ -108,6 +109,9 @@ struct Inner {
     gap: GapMeter,
     gap_timer: Option<Interval>,
     device_change: Option<Closure<dyn FnMut()>>,
+    /// Counts device plug-ins and -outs (the browser's `devicechange`, the native engine's
+    /// `devices_changed`): the device menus list devices again when it moves.
+    device_generation: u64,
 }
 
 pub struct Controller {
@@ -202,6 +206,7 @@ pub fn install(api: &Api) -> Rc<Controller> {
             gap: GapMeter::default(),
             gap_timer: None,
             device_change: None,
+            device_generation: 0,
         }),
     });
     CONTROLLER.with(|slot| *slot.borrow_mut() = Some(c.clone()));
@@ -365,6 +370,9 @@ impl Controller {
                     s.remote_signal(signal);
                 }
             }
+            AppEvent::NativeMedia {
+                event: NativeMediaEvent::DevicesChanged,
+            } => self.on_device_change(),
             AppEvent::NativeMedia { event } => super::native::dispatch(event),
             AppEvent::User { user: None } => self.end(),
             _ => {}
@@ -563,9 +571,18 @@ impl Controller {
         }
     }
 
+    /// See [`Inner::device_generation`].
+    pub fn device_generation(&self) -> u64 {
+        self.inner.borrow().device_generation
+    }
+
     fn on_device_change(self: &Rc<Self>) {
-        // Following the default device: a headset that becomes the default is picked up.
-        let follow = self.inner.borrow().settings.microphone.is_none();
+        let follow = {
+            let mut i = self.inner.borrow_mut();
+            i.device_generation += 1;
+            // Following the default device: a headset that becomes the default is picked up.
+            i.settings.microphone.is_none()
+        };
         if let (true, Some(s)) = (follow, self.session()) {
             let me = self.clone();
             wasm_bindgen_futures::spawn_local(async move {

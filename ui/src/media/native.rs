@@ -27,7 +27,7 @@ thread_local! {
 /// Routes a backend event to the live native session (called by the media controller).
 pub fn dispatch(event: NativeMediaEvent) {
     if let Some(s) = CURRENT.with(|c| c.borrow().upgrade()) {
-        if s.call_id == *event.call_id() {
+        if event.call_id() == Some(&s.call_id) {
             s.on_event(event);
         }
     }
@@ -207,6 +207,8 @@ impl NativeSession {
                 self.state.borrow_mut().connection = "failed".into();
                 (self.events)(SessionEvent::Failed(to_media_error(code, message)));
             }
+            // The controller's (see `Controller::on_event`); about no call.
+            NativeMediaEvent::DevicesChanged => {}
         }
     }
 
