@@ -40,8 +40,8 @@ echo "== fuzzing (scripts/fuzz.sh: client messages, UserSigs, SDP; 20 s each her
 FUZZ_SECS="${FUZZ_SECS:-20}" scripts/fuzz.sh
 echo "== keyring tests"
 scripts/test-desktop.sh keyring
-echo "== desktop end to end"
-scripts/test-desktop.sh e2e
+echo "== desktop end to end, then its build as an installed .deb (apt install, launch, sign in, remove)"
+scripts/test-desktop.sh e2e deb
 echo "== media end to end"
 scripts/test-media.sh
 echo "== all tests passed in $(( $(date +%s) - start )) s"
