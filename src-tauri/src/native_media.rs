@@ -15,8 +15,8 @@ use tincan_ipc::native_media::{
 };
 use tincan_ipc::{AppEvent, ErrorCode, IceServer, IpcError};
 use tincan_media::{
-    AudioInput, AudioOutput, EngineConfig, EngineEvent, IceConnectionState, MediaError,
-    MediaSession, Role,
+    AudioInput, AudioOutput, EngineConfig, EngineEvent, IceConnectionState, IceSource, IceUrls,
+    MediaError, MediaSession, Role,
 };
 use tincan_proto::sdp::{self, CandidateBudget, SdpError};
 use tincan_proto::{CallId, MediaSignal};
@@ -53,6 +53,7 @@ fn to_ipc(e: &MediaError) -> (NativeMediaErrorCode, String) {
         MediaError::PeerUnreachable => NativeMediaErrorCode::PeerUnreachable,
         MediaError::ConnectionLost => NativeMediaErrorCode::ConnectionLost,
         MediaError::NotVerified(_) => NativeMediaErrorCode::MediaNotVerified,
+        MediaError::NoRelay => NativeMediaErrorCode::RelayUnavailable,
         MediaError::BadRemoteDescription(_) | MediaError::Negotiation(_) => {
             NativeMediaErrorCode::Negotiation
         }
@@ -64,6 +65,9 @@ fn to_ipc(e: &MediaError) -> (NativeMediaErrorCode, String) {
 fn ipc_error(e: &MediaError) -> IpcError {
     let code = match e {
         MediaError::NoMicrophone(_) | MediaError::NoOutput(_) => ErrorCode::AudioDevice,
+        // The UI checks this before it starts a session (`relay_unavailable` there); this is
+        // the second guard.
+        MediaError::NoRelay => ErrorCode::InvalidInput,
         _ => ErrorCode::Internal,
     };
     IpcError::new(code, e.to_string())
@@ -73,33 +77,19 @@ fn no_media() -> IpcError {
     IpcError::new(ErrorCode::InvalidInput, "no media for that call")
 }
 
-/// STUN / TURN URLs as webrtcbin takes them (`stun://host:port`, `turn://user:pass@host:port`).
-fn ice_urls(servers: &[IceServer]) -> (Option<String>, Vec<String>) {
-    let mut stun = None;
-    let mut turn = Vec::new();
-    for s in servers {
-        for url in &s.urls {
-            if let Some(rest) = url.strip_prefix("stun:") {
-                stun.get_or_insert_with(|| format!("stun://{}", rest.trim_start_matches("//")));
-            } else if let Some(rest) = url
-                .strip_prefix("turn:")
-                .or_else(|| url.strip_prefix("turns:"))
-            {
-                let scheme = if url.starts_with("turns:") {
-                    "turns"
-                } else {
-                    "turn"
-                };
-                let host = rest.trim_start_matches("//");
-                let auth = match (&s.username, &s.credential) {
-                    (Some(u), Some(p)) => format!("{u}:{p}@"),
-                    _ => String::new(),
-                };
-                turn.push(format!("{scheme}://{auth}{host}"));
-            }
-        }
+/// The servers of a call in webrtcbin's terms: the ones the signaling server issued first (its
+/// STUN server wins webrtcbin's one slot, its TURN credentials are fresh), then the user's own
+/// from Settings ([`tincan_media::ice`] has the URL rules: credentials percent-encoded, `turns:`
+/// dialled as TURN over TCP, at most 8 relays).
+fn ice_urls(issued: &[IceServer], configured: &[IceServer]) -> IceUrls {
+    let mut out = IceUrls::default();
+    for s in issued.iter().chain(configured) {
+        out.push_server(&s.urls, s.username.as_deref(), s.credential.as_deref());
     }
-    (stun, turn)
+    if !out.skipped.is_empty() {
+        tracing::info!(skipped = ?out.skipped, "ICE servers the native engine does not use");
+    }
+    out
 }
 
 fn level_pct(db: f64) -> u8 {
@@ -193,7 +183,11 @@ impl NativeMedia {
     }
 
     fn config(setup: &NativeStartArgs) -> EngineConfig {
-        let (stun_server, turn_servers) = ice_urls(&setup.ice_servers);
+        // Asked again at every ICE restart: the latest issued credentials, not the first ones.
+        let configured = setup.ice_servers.clone();
+        let ice_source = IceSource(Arc::new(move || {
+            ice_urls(&crate::signaling::issued_ice_servers(), &configured)
+        }));
         // "tone:HZ" is a test source (no microphone needed); any other ID is a Pulse device.
         let input = match setup.input.as_deref() {
             None => AudioInput::Default,
@@ -206,8 +200,8 @@ impl NativeMedia {
             input,
             output: Self::output(setup.output.as_deref()),
             echo_cancellation: setup.echo_cancellation,
-            stun_server,
-            turn_servers,
+            ice_source: Some(ice_source),
+            relay_only: setup.relay_only,
             ..EngineConfig::default()
         }
     }
@@ -268,6 +262,13 @@ impl NativeMedia {
                     loss_permille: (s.loss_pct() * 10.0).round() as u32,
                     packets_received: s.packets_received,
                     packets_sent: s.packets_sent,
+                    local_candidate_type: s.route.map(|r| r.local.as_str().to_owned()),
+                    remote_candidate_type: s.route.map(|r| r.remote.as_str().to_owned()),
+                    protocol: s.route.map(|r| r.protocol.as_str().to_owned()),
+                    relay_protocol: s
+                        .route
+                        .and_then(|r| r.relay_protocol)
+                        .map(|t| t.as_str().to_owned()),
                 }),
                 EngineEvent::RemotePeak { hz, db } => {
                     let mut l = levels.lock().unwrap_or_else(|e| e.into_inner());
@@ -499,33 +500,69 @@ mod tests {
             call_id: call.clone(),
             caller,
             ice_servers: Vec::new(),
+            relay_only: false,
             input: Some(format!("tone:{tone}")),
             output: Some("measure".into()),
             echo_cancellation: false,
         }
     }
 
+    /// The issued servers come first (their STUN server wins webrtcbin's one slot), the user's
+    /// after; a REST credential is escaped for webrtcbin.
     #[test]
-    fn ice_urls_follow_webrtcbin_syntax() {
-        let (stun, turn) = ice_urls(&[
+    fn ice_urls_merge_issued_before_configured() {
+        let issued = [
             IceServer {
-                urls: vec!["stun:stun.example.org:3478".into()],
+                urls: vec!["stun:stun.server.example:3478".into()],
                 username: None,
                 credential: None,
             },
             IceServer {
-                urls: vec!["turn:turn.example.org:3478?transport=udp".into()],
-                username: Some("u".into()),
-                credential: Some("p".into()),
+                urls: vec![
+                    "turn:turn.server.example:3478?transport=udp".into(),
+                    "turns:turn.server.example:443?transport=tcp".into(),
+                ],
+                username: Some("1767225600:alice".into()),
+                credential: Some("a+b/c=".into()),
             },
-        ]);
-        assert_eq!(stun.as_deref(), Some("stun://stun.example.org:3478"));
+        ];
+        let configured = [IceServer {
+            urls: vec![
+                "stun:stun.mine.example".into(),
+                "turn:turn.mine.example?transport=tcp".into(),
+            ],
+            username: Some("u".into()),
+            credential: Some("p".into()),
+        }];
+        let got = ice_urls(&issued, &configured);
+        assert_eq!(got.stun.as_deref(), Some("stun://stun.server.example:3478"));
+        let turn: Vec<&str> = got.turn.iter().map(|t| t.url.as_str()).collect();
         assert_eq!(
             turn,
-            vec!["turn://u:p@turn.example.org:3478?transport=udp".to_owned()]
+            vec![
+                "turn://1767225600%3Aalice:a%2Bb%2Fc%3D@turn.server.example:3478?transport=udp",
+                "turn://1767225600%3Aalice:a%2Bb%2Fc%3D@turn.server.example:443?transport=tcp",
+                "turn://u:p@turn.mine.example:3478?transport=tcp",
+            ]
         );
         assert_eq!(level_pct(0.0), 100);
         assert_eq!(level_pct(-200.0), 0);
+    }
+
+    /// Relay-only with no TURN server anywhere: refused at once with its own code, nothing sent.
+    #[test]
+    fn relay_only_without_turn_is_refused_with_a_code() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let call = CallId::new("c-relay").unwrap();
+        let m = NativeMedia::with_sink(Arc::new(|e| panic!("nothing may be sent: {e:?}")));
+        let mut args = setup(&call, true, 440);
+        args.relay_only = true;
+        let err = m.start(args).unwrap_err();
+        assert!(err.message.contains("relay-only"), "{err:?}");
+        assert_eq!(
+            to_ipc(&MediaError::NoRelay).0,
+            NativeMediaErrorCode::RelayUnavailable
+        );
     }
 
     /// The app runs one media session at a time; so do these tests (several GStreamer calls at

@@ -365,6 +365,10 @@ pub struct Settings {
     pub server_url: Option<String>,
     /// STUN / TURN servers. Empty by default: tincan never adds a public server on its own.
     pub ice_servers: Vec<IceServer>,
+    /// Relay-only privacy mode (off by default): calls go through a TURN relay only and no local
+    /// or public address of this machine is sent to the other side. Needs a TURN server (issued
+    /// by the signaling server or listed above).
+    pub relay_only: bool,
     /// Chosen input / output device IDs; `None` is the system default.
     pub microphone: Option<String>,
     pub speaker: Option<String>,
@@ -382,6 +386,7 @@ impl Default for Settings {
         Self {
             server_url: None,
             ice_servers: Vec::new(),
+            relay_only: false,
             microphone: None,
             speaker: None,
             ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,

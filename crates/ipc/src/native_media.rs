@@ -36,8 +36,14 @@ pub struct NativeStartArgs {
     pub call_id: CallId,
     /// The caller offers at once (while the callee rings); the callee waits for `accept`.
     pub caller: bool,
-    /// Exactly the configured servers; empty means host candidates only.
+    /// The servers to use: the ones tincan-server issued (with fresh TURN credentials) first,
+    /// then the ones configured in Settings; empty means host candidates only.
     pub ice_servers: Vec<IceServer>,
+    /// Relay-only privacy mode (Settings): TURN relays only, and no host or server-reflexive
+    /// candidate is ever sent to the peer. Without a TURN server the session fails at once with
+    /// `relay_unavailable`.
+    #[serde(default)]
+    pub relay_only: bool,
     /// Device IDs from `native_media_devices`; `None` is the system default.
     pub input: Option<String>,
     pub output: Option<String>,
@@ -109,6 +115,9 @@ pub enum NativeMediaErrorCode {
     /// (`media_not_verified`): someone on the path may be in the middle. No audio was played or
     /// sent, and the call ends.
     MediaNotVerified,
+    /// Relay-only mode is on, but no TURN server is available (the server issued none and
+    /// Settings list none): the call is not tried, so no address of ours is revealed.
+    RelayUnavailable,
     /// Anything else inside the pipeline.
     Pipeline,
 }
@@ -145,6 +154,17 @@ pub enum NativeMediaEvent {
         loss_permille: u32,
         packets_received: u64,
         packets_sent: u64,
+        /// How the audio travels, once ICE selected a pair: the local and remote candidate types
+        /// (`host`, `srflx`, `prflx`, `relay`), the local candidate's transport (`udp` / `tcp`),
+        /// and with a relayed local candidate how the TURN server is reached (`udp` / `tcp`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local_candidate_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote_candidate_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relay_protocol: Option<String>,
     },
     /// The session failed; the call cannot carry audio.
     Failed {
@@ -195,6 +215,7 @@ mod tests {
         for (code, wire) in [
             (NativeMediaErrorCode::ConnectionLost, "connection_lost"),
             (NativeMediaErrorCode::MediaNotVerified, "media_not_verified"),
+            (NativeMediaErrorCode::RelayUnavailable, "relay_unavailable"),
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), wire);
         }

@@ -9,6 +9,11 @@
 //! appears here: the sig comes from `--sig` or the server's `--dev-issue-sigs` endpoint.
 //! Over TLS: `--server wss://host:port/ws [--ca-file ca.pem] --sig SIG` (the app's own connector;
 //! `--dev-sig` is plain http only).
+//! TURN: the servers the server issues (`login_ok` / `ice_servers`) are used, plus
+//! `--ice-servers-json '[{"urls":[...],"username":..,"credential":..}]'`; `--relay-only` is the
+//! app's privacy switch. Once a second it prints `{"event":"route","kind":"direct|relay",
+//! "local_type":..,"remote_type":..,"protocol":"udp|tcp","relay_protocol":"udp|tcp"|null}` when
+//! the selected candidate pair changes.
 
 /// The desktop app's signaling connector, the very file it uses: `wss://` verified with rustls
 /// (platform trust store plus an optional CA file), `ws://` refused off loopback. Compiled in here so
@@ -30,10 +35,14 @@ mod credentials {
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tincan_media::{AudioInput, AudioOutput, EngineConfig, EngineEvent, MediaSession, Role};
+use tincan_media::{
+    AudioInput, AudioOutput, EngineConfig, EngineEvent, IceSource, IceUrls, MediaSession, Role,
+};
 use tincan_proto::{
-    CallId, ClientMessage, DeviceId, MediaSignal, ServerMessage, SigToken, UserId, PROTOCOL_VERSION,
+    CallId, ClientMessage, DeviceId, IceServer, MediaSignal, ServerMessage, SigToken, UserId,
+    PROTOCOL_VERSION,
 };
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -82,6 +91,18 @@ struct Args {
     /// TINCAN_CA_FILE environment variable wins, as in the app).
     #[arg(long)]
     ca_file: Option<String>,
+    /// Relay-only privacy mode (the app's Settings switch): TURN relays only, no host or
+    /// server-reflexive candidate sent.
+    #[arg(long)]
+    relay_only: bool,
+    /// ICE servers as the app's Settings hold them: a JSON list of W3C `RTCIceServer`s
+    /// (`[{"urls":["turn:h:3478?transport=udp"],"username":"u","credential":"p"}]`). The ones the
+    /// server issues (`login_ok`, `ice_servers`) are used first, as in the app.
+    #[arg(long)]
+    ice_servers_json: Option<String>,
+    /// Restrict ICE to this local address (repeatable; tests with a TURN server on loopback).
+    #[arg(long)]
+    ice_local_address: Vec<String>,
 }
 
 /// The ICE candidates an SDP carries (`a=candidate:` lines), to report what crosses.
@@ -133,6 +154,7 @@ fn error_code(e: &tincan_media::MediaError) -> &'static str {
         E::MissingPlugins(_) => "missing_plugins",
         E::NoMicrophone(_) => "no_microphone",
         E::BadRemoteDescription(_) | E::Negotiation(_) => "negotiation",
+        E::NoRelay => "relay_unavailable",
         _ => "pipeline",
     }
 }
@@ -225,10 +247,30 @@ async fn run(args: Args) -> Result<bool, String> {
     .map_err(|e| e.to_string())?;
 
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<EngineEvent>();
+    let configured: Vec<IceServer> = match &args.ice_servers_json {
+        Some(j) => serde_json::from_str(j).map_err(|e| format!("--ice-servers-json: {e}"))?,
+        None => Vec::new(),
+    };
+    // The server's list, newest first at every pipe (as the app's backend keeps it).
+    let issued: Arc<Mutex<Vec<IceServer>>> = Arc::default();
+    let ice_source = {
+        let issued = issued.clone();
+        IceSource(Arc::new(move || {
+            let mut urls = IceUrls::default();
+            let issued = issued.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for s in issued.iter().chain(&configured) {
+                urls.push_server(&s.urls, s.username.as_deref(), s.credential.as_deref());
+            }
+            urls
+        }))
+    };
     let config = EngineConfig {
         input: AudioInput::Tone { hz: args.tone },
         output: AudioOutput::Measure,
         echo_cancellation: false,
+        ice_source: Some(ice_source),
+        relay_only: args.relay_only,
+        local_addresses: args.ice_local_address.clone(),
         ..EngineConfig::default()
     };
     let start_engine = |role| {
@@ -236,8 +278,13 @@ async fn run(args: Args) -> Result<bool, String> {
         MediaSession::start(&config, role, move |e| {
             let _ = ev_tx.send(e);
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            report(serde_json::json!({"event": "engine_error", "code": error_code(&e), "message": e.to_string()}));
+            e.to_string()
+        })
     };
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_route: Option<serde_json::Value> = None;
 
     let mut call_id: Option<CallId> = None;
     let mut engine: Option<MediaSession> = None;
@@ -258,6 +305,11 @@ async fn run(args: Args) -> Result<bool, String> {
         };
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => break,
+            _ = stats_tick.tick() => {
+                if let Some(e) = &engine {
+                    e.request_stats();
+                }
+            }
             () = accept_timer => {
                 accept_at = None;
                 if let Some(id) = &call_id {
@@ -269,7 +321,13 @@ async fn run(args: Args) -> Result<bool, String> {
                 let Message::Text(text) = frame else { continue };
                 let msg = ServerMessage::decode(text.as_str()).map_err(|e| e.to_string())?;
                 match msg {
-                    ServerMessage::LoginOk { .. } => {
+                    ServerMessage::IceServers { ice_servers, .. } => {
+                        report(serde_json::json!({"event": "ice_servers", "count": ice_servers.len()}));
+                        *issued.lock().unwrap_or_else(|e| e.into_inner()) = ice_servers;
+                    }
+                    ServerMessage::LoginOk { ice_servers, .. } => {
+                        report(serde_json::json!({"event": "ice_servers", "count": ice_servers.len()}));
+                        *issued.lock().unwrap_or_else(|e| e.into_inner()) = ice_servers;
                         report(serde_json::json!({"event": "signed_in", "user": args.user}));
                         if let Some(peer) = &args.call {
                             let id = CallId::new(format!("native-{}", std::process::id())).map_err(|e| e.to_string())?;
@@ -367,6 +425,22 @@ async fn run(args: Args) -> Result<bool, String> {
                                 tx.send(send(ClientMessage::Hangup { call_id: id.clone() })).await.map_err(|e| e.to_string())?;
                             }
                         }
+                    }
+                }
+                EngineEvent::Stats(s) => {
+                    let route = s.route.map(|r| serde_json::json!({
+                        "event": "route",
+                        "kind": if r.relayed() { "relay" } else { "direct" },
+                        "local_type": r.local.as_str(),
+                        "remote_type": r.remote.as_str(),
+                        "protocol": r.protocol.as_str(),
+                        "relay_protocol": r.relay_protocol.map(|t| t.as_str()),
+                    }));
+                    if route.is_some() && route != last_route {
+                        if let Some(r) = &route {
+                            report(r.clone());
+                        }
+                        last_route = route;
                     }
                 }
                 EngineEvent::IceState(s) => report(serde_json::json!({"event": "ice", "state": format!("{s:?}")})),

@@ -29,6 +29,10 @@ pub enum MediaError {
     /// played or sent; the call must end.
     #[error("the call's encryption could not be verified: {0}")]
     NotVerified(String),
+    /// Relay-only mode is on, but no TURN server is known (the server issued none and Settings
+    /// list none): the call cannot connect without revealing our addresses, so it is not tried.
+    #[error("relay-only mode is on, but no TURN relay server is available")]
+    NoRelay,
     #[error("the media engine has stopped")]
     Stopped,
 }

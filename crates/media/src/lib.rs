@@ -16,6 +16,7 @@ mod config;
 mod devices;
 mod dtls;
 mod error;
+pub mod ice;
 mod pipe;
 mod plugins;
 mod sdp;
@@ -24,16 +25,17 @@ mod stats;
 mod verify;
 
 pub use analysis::peak_frequency;
-pub use config::{AudioInput, AudioOutput, EngineConfig, Role};
+pub use config::{AudioInput, AudioOutput, EngineConfig, IceSource, Role};
 pub use devices::{
     list_devices, watch_devices, AudioDevice, DeviceKind, DeviceWatch, DevicesChanged,
 };
 pub use error::MediaError;
+pub use ice::{IceUrls, Transport};
 pub use plugins::{check_plugins, MissingPlugin};
 pub use session::{
     EngineEvent, IceConnectionState, MediaSession, GIVE_UP_AFTER, RESTART_AFTER, RESTART_BACKOFF,
 };
-pub use stats::CallStats;
+pub use stats::{relay_transport_of, CallStats, CandidateType, Route};
 
 /// Initializes GStreamer once per process.
 pub fn init() -> Result<(), MediaError> {

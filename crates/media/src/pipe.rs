@@ -139,12 +139,12 @@ impl Pipe {
         pipeline.add(&sink).map_err(pipeline_err)?;
         by_name("remote_level")?.link(&sink).map_err(pipeline_err)?;
 
-        if let Some(stun) = &cfg.stun_server {
-            webrtc.set_property_from_str("stun-server", stun);
-        }
-        for turn in &cfg.turn_servers {
-            let _ok: bool = webrtc.emit_by_name("add-turn-server", &[turn]);
-        }
+        configure_ice(&webrtc, cfg);
+        let emit = if cfg.relay_only {
+            relay_only_guard(emit)
+        } else {
+            emit
+        };
         let live = Arc::new(Liveness::new(spec.certificate.fingerprint.as_str().into()));
         {
             // Before anything plays: an offerer's transport exists already (made with its sink
@@ -507,6 +507,75 @@ impl Pipe {
         let _ = self.pipeline.set_state(gst::State::Null);
         join(lock(&self.bus_thread).take());
     }
+}
+
+/// The ICE agent's servers and policy. Relay-only mode sets `ice-transport-policy=relay` (libnice's
+/// `force-relay`: only relayed candidates are paired and announced) and no STUN server (nothing
+/// but the relays is asked about our addresses). UPnP is off in every mode: libnice would
+/// otherwise ask the LAN's router to open ports (IGD) and announce the mapping as a candidate —
+/// traffic nobody asked for, and in relay-only mode an address the peer must not learn.
+fn configure_ice(webrtc: &gst::Element, cfg: &EngineConfig) {
+    if let Some(stun) = cfg.ice.stun.as_deref().filter(|_| !cfg.relay_only) {
+        webrtc.set_property("stun-server", stun);
+    }
+    for turn in &cfg.ice.turn {
+        let ok: bool = webrtc.emit_by_name("add-turn-server", &[&turn.url]);
+        if !ok {
+            warn!(relay = %turn, "webrtcbin refused a TURN server");
+        }
+    }
+    for (url, why) in &cfg.ice.skipped {
+        debug!(url, why, "ICE server not used");
+    }
+    if cfg.relay_only {
+        webrtc.set_property_from_str("ice-transport-policy", "relay");
+    }
+    let ice = webrtc.property::<glib::Object>("ice-agent");
+    for addr in &cfg.local_addresses {
+        if !ice.emit_by_name::<bool>("add-local-ip-address", &[addr]) {
+            warn!(addr, "libnice refused a local address");
+        }
+    }
+    let agent = ice
+        .find_property("agent")
+        .and_then(|_| ice.property_value("agent").get::<glib::Object>().ok());
+    match agent {
+        Some(agent) if agent.find_property("upnp").is_some() => {
+            agent.set_property("upnp", false);
+            debug!("libnice's UPnP is off");
+        }
+        _ => warn!("no libnice agent found: UPnP could not be switched off"),
+    }
+}
+
+/// Relay-only mode's second guard, on the sending side: whatever the ICE agent gathers, only
+/// relay candidates reach the peer — trickled ones, and the `a=candidate` lines of our offers and
+/// answers (every pipe of the call, so ICE restarts too).
+fn relay_only_guard(emit: Emit) -> Emit {
+    use tincan_proto::sdp::{relay_only_candidate, relay_only_description};
+    Arc::new(move |ev| match ev {
+        EngineEvent::Signal(MediaSignal::Candidate {
+            candidate,
+            sdp_mid,
+            sdp_m_line_index,
+        }) => match relay_only_candidate(&candidate) {
+            Some(candidate) => emit(EngineEvent::Signal(MediaSignal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_m_line_index,
+            })),
+            None => warn!("relay-only: a non-relay candidate was gathered and not sent"),
+        },
+        EngineEvent::Signal(MediaSignal::Offer { sdp, ice_restart }) => {
+            let sdp = relay_only_description(&sdp);
+            emit(EngineEvent::Signal(MediaSignal::Offer { sdp, ice_restart }));
+        }
+        EngineEvent::Signal(MediaSignal::Answer { sdp }) => {
+            let sdp = relay_only_description(&sdp);
+            emit(EngineEvent::Signal(MediaSignal::Answer { sdp }));
+        }
+        ev => emit(ev),
+    })
 }
 
 /// Waits for a helper thread to end, unless it is the calling thread (a session stopped from its

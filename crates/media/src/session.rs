@@ -186,8 +186,12 @@ impl Recipe {
     fn launch(&self, generation: u64, setup: &Setup) -> Result<Arc<Pipe>, MediaError> {
         let replacement = generation > 0;
         let certificate = crate::dtls::fresh_certificate()?;
+        let cfg = EngineConfig {
+            ice: self.cfg.current_ice(),
+            ..self.cfg.clone()
+        };
         let spec = PipeSpec {
-            cfg: &self.cfg,
+            cfg: &cfg,
             role: self.role,
             input: setup.accepted.then_some(&setup.input),
             output: &setup.output,
@@ -258,6 +262,9 @@ impl MediaSession {
         emit: impl Fn(EngineEvent) + Send + Sync + 'static,
     ) -> Result<Self, MediaError> {
         crate::check_plugins()?;
+        if cfg.relay_only && cfg.current_ice().turn.is_empty() {
+            return Err(MediaError::NoRelay);
+        }
         crate::warm_up();
         let recipe = Recipe {
             cfg: cfg.clone(),

@@ -620,22 +620,49 @@ pub fn relay_only_admits(candidate: &str) -> bool {
     candidate_type(candidate) == Some("relay")
 }
 
-/// An offer or answer for relay-only mode: every `a=candidate` line that is not a relay candidate
-/// is left out. The engines gather no others in that mode; this is the second guard, on the
-/// sending side, so a candidate an engine gathered anyway (or put into its description) never
-/// crosses the server.
-pub fn keep_relay_candidates(sdp: &str) -> std::borrow::Cow<'_, str> {
-    let dropped = |l: &str| l.starts_with("a=candidate:") && !relay_only_admits(l);
-    if !sdp.lines().any(dropped) {
-        return sdp.into();
+/// A candidate as relay-only mode sends it: `None` unless it is a relay candidate, and its
+/// related address (`raddr` / `rport`: the address the TURN server saw us at, our public
+/// address) replaced by `0.0.0.0` / `::` and `0`, as browsers hide it (RFC 8839 §5.1 makes it
+/// informational; ICE never uses it).
+pub fn relay_only_candidate(candidate: &str) -> Option<String> {
+    if !relay_only_admits(candidate) {
+        return None;
     }
+    let mut words: Vec<&str> = candidate.split(' ').collect();
+    for i in 0..words.len().saturating_sub(1) {
+        match words[i] {
+            "raddr" => {
+                words[i + 1] = if words[i + 1].contains(':') {
+                    "::"
+                } else {
+                    "0.0.0.0"
+                }
+            }
+            "rport" => words[i + 1] = "0",
+            _ => {}
+        }
+    }
+    Some(words.join(" "))
+}
+
+/// An offer or answer for relay-only mode: every `a=candidate` line that is not a relay candidate
+/// is left out, and the relay ones hide their related address ([`relay_only_candidate`]). The
+/// engines gather no others in that mode; this is the second guard, on the sending side, so a
+/// candidate an engine gathered anyway (or put into its description) never crosses the server.
+pub fn relay_only_description(sdp: &str) -> String {
     let mut out = String::with_capacity(sdp.len());
     for line in sdp.split_inclusive('\n') {
-        if !dropped(line.trim_end_matches(['\r', '\n'])) {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if bare.starts_with("a=candidate:") {
+            if let Some(kept) = relay_only_candidate(bare) {
+                out.push_str(&kept);
+                out.push_str(&line[bare.len()..]);
+            }
+        } else {
             out.push_str(line);
         }
     }
-    out.into()
+    out
 }
 
 #[cfg(test)]
@@ -716,36 +743,39 @@ mod tests {
             candidate_type("candidate:1 1 udp 5 192.0.2.1 5000 typ host"),
             Some("host")
         );
-        assert_eq!(
-            candidate_type(
-                "a=candidate:2 1 UDP 5 192.0.2.9 6000 typ relay raddr 192.0.2.1 rport 1"
-            ),
-            Some("relay")
-        );
         assert_eq!(candidate_type("candidate:1 1 udp 5 192.0.2.1 5000"), None);
         assert!(!relay_only_admits(
             "candidate:1 1 udp 5 192.0.2.1 5000 typ srflx raddr 0.0.0.0 rport 0"
         ));
-        // "typ" as a foundation or address is not the type.
+        // "typ" in another field is not the type.
         assert!(!relay_only_admits(
             "candidate:typ 1 udp 5 relay.example 5000 typ host"
         ));
+        assert_eq!(
+            relay_only_candidate("candidate:2 1 UDP 5 198.51.100.7 49152 typ relay raddr 203.0.113.4 rport 58133 generation 0")
+                .as_deref(),
+            Some("candidate:2 1 UDP 5 198.51.100.7 49152 typ relay raddr 0.0.0.0 rport 0 generation 0")
+        );
+        assert_eq!(
+            relay_only_candidate(
+                "candidate:2 1 UDP 5 2001:db8::7 49152 typ relay raddr 2001:db8::4 rport 1"
+            )
+            .as_deref(),
+            Some("candidate:2 1 UDP 5 2001:db8::7 49152 typ relay raddr :: rport 0")
+        );
         let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
                    a=candidate:1 1 UDP 2015363327 192.0.2.2 58133 typ host\r\n\
                    a=candidate:2 1 UDP 5 198.51.100.7 49152 typ relay raddr 192.0.2.2 rport 58133\r\n\
                    a=candidate:3 1 TCP 1015 192.0.2.2 9 typ host tcptype active\r\n\
                    a=end-of-candidates\r\n";
-        let kept = keep_relay_candidates(sdp);
+        let kept = relay_only_description(sdp);
         assert_eq!(
             kept,
             "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
-             a=candidate:2 1 UDP 5 198.51.100.7 49152 typ relay raddr 192.0.2.2 rport 58133\r\n\
+             a=candidate:2 1 UDP 5 198.51.100.7 49152 typ relay raddr 0.0.0.0 rport 0\r\n\
              a=end-of-candidates\r\n"
         );
-        assert!(matches!(
-            keep_relay_candidates(&kept),
-            std::borrow::Cow::Borrowed(_)
-        ));
+        assert_eq!(relay_only_description(&kept), kept);
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct Pair {
 
 impl Pair {
     pub fn start(echo: bool) -> Self {
+        Self::start_with(config(440.0, echo), config(1000.0, echo))
+    }
+
+    /// With the engines' configurations given (`a` the caller, `b` the callee).
+    pub fn start_with(cfg_a: EngineConfig, cfg_b: EngineConfig) -> Self {
         let one_call = ONE_CALL_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -63,12 +68,12 @@ impl Pair {
         tincan_media::check_plugins().expect("GStreamer plugins present");
         let (tx, rx) = mpsc::channel::<(char, EngineEvent)>();
         let ta = tx.clone();
-        let a = MediaSession::start(&config(440.0, echo), Role::Offerer, move |e| {
+        let a = MediaSession::start(&cfg_a, Role::Offerer, move |e| {
             let _ = ta.send(('a', e));
         })
         .expect("engine A starts");
         let tb = tx.clone();
-        let b = MediaSession::start(&config(1000.0, echo), Role::Answerer, move |e| {
+        let b = MediaSession::start(&cfg_b, Role::Answerer, move |e| {
             let _ = tb.send(('b', e));
         })
         .expect("engine B starts");
