@@ -101,6 +101,8 @@ struct Inner {
     away: bool,
     tones: Tones,
     settings: Settings,
+    /// The ICE servers the signaling server issued last (`AppEvent::IceServers`).
+    issued_ice: Vec<tincan_ipc::IceServer>,
     processing: AudioProcessing,
     outbox: VecDeque<(CallId, MediaSignal)>,
     sending: bool,
@@ -109,6 +111,10 @@ struct Inner {
     gap: GapMeter,
     gap_timer: Option<Interval>,
     device_change: Option<Closure<dyn FnMut()>>,
+    /// The input and output the current session uses (`None`: the system default), so the in-call
+    /// menus show the device in use, not the first entry.
+    input: Option<String>,
+    output: Option<String>,
     /// Counts device plug-ins and -outs (the browser's `devicechange`, the native engine's
     /// `devices_changed`): the device menus list devices again when it moves.
     device_generation: u64,
@@ -198,6 +204,7 @@ pub fn install(api: &Api) -> Rc<Controller> {
             away: false,
             tones: Tones::default(),
             settings: Settings::default(),
+            issued_ice: Vec::new(),
             processing,
             outbox: VecDeque::new(),
             sending: false,
@@ -206,6 +213,8 @@ pub fn install(api: &Api) -> Rc<Controller> {
             gap: GapMeter::default(),
             gap_timer: None,
             device_change: None,
+            input: None,
+            output: None,
             device_generation: 0,
         }),
     });
@@ -320,15 +329,34 @@ impl Controller {
 
     pub async fn switch_input(&self, device: Option<String>) -> Result<(), MediaError> {
         match self.session() {
-            Some(s) => s.switch_input(device).await,
+            Some(s) => {
+                s.switch_input(device.clone()).await?;
+                self.inner.borrow_mut().input = device;
+                Ok(())
+            }
             None => Ok(()),
         }
     }
 
     pub async fn set_output(&self, device: Option<String>) -> Result<(), MediaError> {
         match self.session() {
-            Some(s) => s.set_output(device).await,
+            Some(s) => {
+                s.set_output(device.clone()).await?;
+                self.inner.borrow_mut().output = device;
+                Ok(())
+            }
             None => Ok(()),
+        }
+    }
+
+    /// The microphone and speaker in use: the session's during a call, else the settings' (`None`:
+    /// the system default).
+    pub fn devices_in_use(&self) -> (Option<String>, Option<String>) {
+        let i = self.inner.borrow();
+        if i.session.is_some() {
+            (i.input.clone(), i.output.clone())
+        } else {
+            (i.settings.microphone.clone(), i.settings.speaker.clone())
         }
     }
 
@@ -374,6 +402,16 @@ impl Controller {
                 event: NativeMediaEvent::DevicesChanged,
             } => self.on_device_change(),
             AppEvent::NativeMedia { event } => super::native::dispatch(event),
+            AppEvent::IceServers { ice_servers, .. } => {
+                let session = {
+                    let mut i = self.inner.borrow_mut();
+                    i.issued_ice = ice_servers.clone();
+                    i.session.clone()
+                };
+                if let Some(s) = session {
+                    s.update_issued_ice_servers(ice_servers);
+                }
+            }
             AppEvent::User { user: None } => self.end(),
             _ => {}
         }
@@ -480,11 +518,25 @@ impl Controller {
                 call_id: c.call_id.clone(),
                 role,
                 ice_servers: i.settings.ice_servers.clone(),
+                issued_ice_servers: i.issued_ice.clone(),
+                relay_only: i.settings.relay_only,
                 input: i.settings.microphone.clone(),
                 output: i.settings.speaker.clone(),
                 processing: i.processing,
             }
         };
+        // Relay-only without any relay: not tried at all (no address of ours may leave), in
+        // either engine. The engines check too.
+        let no_relay = setup.relay_only
+            && !setup
+                .issued_ice_servers
+                .iter()
+                .chain(&setup.ice_servers)
+                .any(|s| s.is_turn());
+        if no_relay {
+            self.fail(&c.call_id, MediaError::relay_unavailable());
+            return;
+        }
         let weak: Weak<Self> = Rc::downgrade(self);
         let call_id = c.call_id.clone();
         let sink: super::EventSink = Rc::new(move |ev| {
@@ -492,10 +544,14 @@ impl Controller {
                 c.on_session_event(&call_id, ev);
             }
         });
+        let (input, output) = (setup.input.clone(), setup.output.clone());
         match engine.start(setup, sink) {
             Ok(s) => {
                 s.set_muted(c.muted);
-                self.inner.borrow_mut().session = Some(s);
+                let mut i = self.inner.borrow_mut();
+                i.session = Some(s);
+                i.input = input;
+                i.output = output;
             }
             Err(e) => self.fail(&c.call_id, e),
         }
@@ -580,8 +636,9 @@ impl Controller {
         let follow = {
             let mut i = self.inner.borrow_mut();
             i.device_generation += 1;
-            // Following the default device: a headset that becomes the default is picked up.
-            i.settings.microphone.is_none()
+            // Following the default device: a headset that becomes the default is picked up,
+            // unless the call uses a microphone the user chose (in Settings or in the call's menu).
+            i.input.is_none()
         };
         if let (true, Some(s)) = (follow, self.session()) {
             let me = self.clone();
@@ -631,6 +688,16 @@ impl Controller {
             "packets_sent": st.map(|s| s.packets_sent),
             "bytes_received": st.map(|s| s.bytes_received),
             "rtt_ms": st.and_then(|s| s.rtt_ms),
+            // How the audio travels (tests read it; the panel shows it as #connection-kind).
+            "route": st.and_then(|s| s.route).map(|r| serde_json::json!({
+                "kind": r.kind(),
+                "local_type": r.local,
+                "remote_type": r.remote,
+                "protocol": r.protocol,
+                "relay_protocol": r.relay_protocol,
+                "text": r.describe(),
+            })),
+            "relay_only": i.settings.relay_only,
             "jitter_ms": st.and_then(|s| s.jitter_ms),
             "loss_pct": st.and_then(|s| s.loss_pct),
             "quality": st.map(|s| stats::quality(&s).label()),

@@ -39,6 +39,9 @@ pub enum MediaErrorCode {
     /// The peer's offer or answer failed the SDP check (`tincan_proto::sdp`, the check the server
     /// runs too) and was not applied.
     SdpRejected,
+    /// Relay-only mode is on (Settings) but no TURN server is available: the call is not tried,
+    /// so no address of this machine is revealed.
+    RelayUnavailable,
     /// The peer's encryption certificate did not match what its session description announced
     /// (native engine; browsers check this themselves and fail the connection): the call ended
     /// before any audio crossed.
@@ -55,6 +58,16 @@ pub struct MediaError {
 }
 
 impl MediaError {
+    /// Relay-only mode without any TURN server (both engines check before they start).
+    pub fn relay_unavailable() -> Self {
+        Self::new(
+            MediaErrorCode::RelayUnavailable,
+            "Relay only is on, but no relay (TURN) server is available, so the call was not \
+             tried. Add a TURN server in Settings, ask the server's operator for one, or turn \
+             Relay only off.",
+        )
+    }
+
     pub fn new(code: MediaErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -105,8 +118,15 @@ pub struct CallSetup {
     /// The call the session carries audio for (the native engine names it to the backend).
     pub call_id: tincan_ipc::CallId,
     pub role: Role,
-    /// Exactly the configured servers; empty means host candidates only (never a public default).
+    /// The servers configured in Settings; with `issued_ice_servers` empty too, host candidates
+    /// only (never a public default).
     pub ice_servers: Vec<IceServer>,
+    /// The servers the signaling server issued (`login_ok` / `ice_servers`: STUN, TURN with
+    /// short-lived credentials). The web engine uses them before the configured ones; the native
+    /// engine's backend keeps its own copy of the latest (fresher at an ICE restart).
+    pub issued_ice_servers: Vec<IceServer>,
+    /// Relay-only privacy mode: TURN relays only, no host / server-reflexive candidate sent.
+    pub relay_only: bool,
     /// Input / output device IDs; `None` is the system default.
     pub input: Option<String>,
     pub output: Option<String>,
@@ -157,6 +177,8 @@ impl Quality {
 /// The numbers behind [`Quality`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct CallStats {
+    /// How the audio travels (the selected candidate pair), once known.
+    pub route: Option<stats::Route>,
     pub rtt_ms: Option<f64>,
     pub jitter_ms: Option<f64>,
     /// Lost packets over the last interval, percent.
@@ -218,6 +240,10 @@ pub trait MediaSession {
     fn peer_peak_hz(&self) -> Option<f64>;
     /// ICE connection state, as the engine names it.
     fn connection_state(&self) -> String;
+    /// The signaling server issued new ICE servers (fresh TURN credentials) during the call: an
+    /// engine that restarts ICE in place uses them from its next restart. The native engine's
+    /// backend reads the latest itself.
+    fn update_issued_ice_servers(&self, _servers: Vec<IceServer>) {}
     /// ICE restarts this session made (diagnostics and tests).
     fn ice_restarts(&self) -> u32 {
         0

@@ -5,6 +5,7 @@
 //! Signals still flow through the media controller: the backend's engine emits them as events, this
 //! session hands them to the controller's sink, and the controller sends them like the web engine's.
 
+use super::stats::Route;
 use super::{
     AudioDevice, CallSetup, CallStats, EventSink, Levels, MediaEngine, MediaError, MediaErrorCode,
     MediaSession, Role, SessionEvent,
@@ -45,6 +46,7 @@ fn to_media_error(code: NativeMediaErrorCode, message: String) -> MediaError {
         NativeMediaErrorCode::PeerUnreachable => MediaErrorCode::PeerUnreachable,
         NativeMediaErrorCode::ConnectionLost => MediaErrorCode::ConnectionLost,
         NativeMediaErrorCode::SdpRejected => MediaErrorCode::SdpRejected,
+        NativeMediaErrorCode::RelayUnavailable => return MediaError::relay_unavailable(),
         // Plain words for the user; the engine's technical reason goes to the log.
         NativeMediaErrorCode::MediaNotVerified => {
             web_sys::console::warn_1(&JsValue::from_str(&format!(
@@ -144,7 +146,10 @@ impl NativeSession {
         let args = NativeStartArgs {
             call_id,
             caller: setup.role == Role::Caller,
+            // Only the user's: the backend merges the issued ones itself, the newest at each
+            // ICE restart.
             ice_servers: setup.ice_servers,
+            relay_only: setup.relay_only,
             input: setup.input,
             output: setup.output,
             echo_cancellation: setup.processing.echo_cancellation,
@@ -192,9 +197,18 @@ impl NativeSession {
                 loss_permille,
                 packets_received,
                 packets_sent,
+                local_candidate_type,
+                remote_candidate_type,
+                protocol,
+                relay_protocol,
                 ..
             } => {
+                let route = match (&local_candidate_type, &remote_candidate_type, &protocol) {
+                    (Some(l), Some(r), Some(p)) => Route::parse(l, r, p, relay_protocol.as_deref()),
+                    _ => None,
+                };
                 self.state.borrow_mut().stats = CallStats {
+                    route,
                     rtt_ms: rtt_ms.map(f64::from),
                     jitter_ms: jitter_ms.map(f64::from),
                     loss_pct: Some(f64::from(loss_permille) / 10.0),

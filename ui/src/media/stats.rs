@@ -31,6 +31,72 @@ pub fn describe(s: &CallStats) -> String {
     parts.join(" · ")
 }
 
+/// How the audio travels: the selected ICE candidate pair, as both engines report it (getStats
+/// `candidateType` / `protocol` / `relayProtocol`; the native engine's stats events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// `host`, `srflx`, `prflx` or `relay`.
+    pub local: &'static str,
+    pub remote: &'static str,
+    /// The local candidate's transport: `udp` or `tcp`.
+    pub protocol: &'static str,
+    /// With a relayed local candidate: how the TURN server is reached (`udp`, `tcp`, `tls`).
+    pub relay_protocol: Option<&'static str>,
+}
+
+fn known(value: &str, of: &[&'static str]) -> Option<&'static str> {
+    let v = value.to_ascii_lowercase();
+    of.iter().copied().find(|k| *k == v)
+}
+
+impl Route {
+    /// From the engines' words; `None` if a type or the protocol is missing or unknown.
+    pub fn parse(
+        local: &str,
+        remote: &str,
+        protocol: &str,
+        relay_protocol: Option<&str>,
+    ) -> Option<Self> {
+        const TYPES: &[&str] = &["host", "srflx", "prflx", "relay"];
+        const PROTOCOLS: &[&str] = &["udp", "tcp", "tls"];
+        let local = known(local, TYPES)?;
+        Some(Self {
+            local,
+            remote: known(remote, TYPES)?,
+            protocol: known(protocol, PROTOCOLS)?,
+            relay_protocol: relay_protocol
+                .and_then(|p| known(p, PROTOCOLS))
+                .filter(|_| local == "relay"),
+        })
+    }
+
+    /// Through a TURN server (ours or the other side's), not straight between the two machines.
+    pub fn relayed(&self) -> bool {
+        self.local == "relay" || self.remote == "relay"
+    }
+
+    /// `direct` or `relay` (the panel's `data-kind`, for tests).
+    pub fn kind(&self) -> &'static str {
+        if self.relayed() {
+            "relay"
+        } else {
+            "direct"
+        }
+    }
+
+    /// "Direct (UDP)", "Relayed (TURN/TCP)", "Relayed (the other side's TURN server)".
+    pub fn describe(&self) -> String {
+        if self.local == "relay" {
+            let via = self.relay_protocol.unwrap_or(self.protocol);
+            format!("Relayed (TURN/{})", via.to_ascii_uppercase())
+        } else if self.remote == "relay" {
+            "Relayed (the other side's TURN server)".into()
+        } else {
+            format!("Direct ({})", self.protocol.to_ascii_uppercase())
+        }
+    }
+}
+
 /// Loss over an interval from cumulative counters, percent.
 pub fn loss_pct(prev: (u64, i64), now: (u64, i64)) -> Option<f64> {
     let received = now.0.saturating_sub(prev.0) as f64;
@@ -42,6 +108,25 @@ pub fn loss_pct(prev: (u64, i64), now: (u64, i64)) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_read_plainly() {
+        let r = Route::parse("relay", "host", "udp", Some("tls")).unwrap();
+        assert_eq!(
+            (r.kind(), r.describe().as_str()),
+            ("relay", "Relayed (TURN/TLS)")
+        );
+        let r = Route::parse("host", "srflx", "UDP", Some("udp")).unwrap();
+        assert_eq!(r.relay_protocol, None);
+        assert_eq!(
+            (r.kind(), r.describe().as_str()),
+            ("direct", "Direct (UDP)")
+        );
+        let r = Route::parse("prflx", "relay", "udp", None).unwrap();
+        assert_eq!(r.describe(), "Relayed (the other side's TURN server)");
+        assert!(Route::parse("relay", "host", "sctp", None).is_none());
+        assert!(Route::parse("alien", "host", "udp", None).is_none());
+    }
 
     #[test]
     fn words_follow_numbers() {

@@ -131,10 +131,12 @@ fn negotiation(what: &str, e: &JsValue) -> MediaError {
 }
 
 fn rtc_config(setup: &CallSetup) -> JsValue {
-    // An explicit list, even when empty: no engine default (a public STUN server) sneaks in.
+    // An explicit list, even when empty: no engine default (a public STUN server) sneaks in. The
+    // server-issued servers come first (fresh TURN credentials), then the user's.
     let servers: Vec<serde_json::Value> = setup
-        .ice_servers
+        .issued_ice_servers
         .iter()
+        .chain(&setup.ice_servers)
         .map(|s| {
             let mut v = serde_json::json!({ "urls": s.urls });
             if let Some(u) = &s.username {
@@ -146,8 +148,56 @@ fn rtc_config(setup: &CallSetup) -> JsValue {
             v
         })
         .collect();
-    let cfg = serde_json::json!({ "iceServers": servers, "bundlePolicy": "max-bundle" });
+    let policy = if setup.relay_only { "relay" } else { "all" };
+    let cfg = serde_json::json!({
+        "iceServers": servers,
+        "iceTransportPolicy": policy,
+        "bundlePolicy": "max-bundle",
+    });
     js_sys::JSON::parse(&cfg.to_string()).unwrap_or(JsValue::NULL)
+}
+
+/// Any TURN server at all among the servers of `setup` (relay-only mode needs one).
+fn has_turn(setup: &CallSetup) -> bool {
+    setup
+        .issued_ice_servers
+        .iter()
+        .chain(&setup.ice_servers)
+        .any(|s| s.is_turn())
+}
+
+/// Relay-only mode's second guard, on the sending side (the browser gathers only relay
+/// candidates under `iceTransportPolicy: "relay"`): only relay candidates leave, trickled or in
+/// an offer / answer, and with their related address hidden (`tincan_proto::sdp`).
+fn relay_only_signal(signal: MediaSignal) -> Option<MediaSignal> {
+    use tincan_proto::sdp::{relay_only_candidate, relay_only_description};
+    Some(match signal {
+        MediaSignal::Candidate {
+            candidate,
+            sdp_mid,
+            sdp_m_line_index,
+        } => match relay_only_candidate(&candidate) {
+            Some(candidate) => MediaSignal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_m_line_index,
+            },
+            None => {
+                web_sys::console::warn_1(&JsValue::from_str(
+                    "tincan: relay-only: a non-relay candidate was not sent",
+                ));
+                return None;
+            }
+        },
+        MediaSignal::Offer { sdp, ice_restart } => MediaSignal::Offer {
+            sdp: relay_only_description(&sdp),
+            ice_restart,
+        },
+        MediaSignal::Answer { sdp } => MediaSignal::Answer {
+            sdp: relay_only_description(&sdp),
+        },
+        other => other,
+    })
 }
 
 fn rms(a: &AnalyserNode) -> f64 {
@@ -200,6 +250,9 @@ impl WebRtcSession {
         if !devices::webrtc_available() {
             return Err(devices::webrtc_unavailable());
         }
+        if setup.relay_only && !has_turn(&setup) {
+            return Err(MediaError::relay_unavailable());
+        }
         let cfg: web_sys::RtcConfiguration = rtc_config(&setup).unchecked_into();
         let pc = RtcPeerConnection::new_with_configuration(&cfg)
             .map_err(|e| negotiation("RTCPeerConnection", &e))?;
@@ -248,9 +301,16 @@ impl WebRtcSession {
     }
 
     fn emit(s: &Rc<RefCell<State>>, ev: SessionEvent) {
-        let (sink, stopped) = {
+        let (sink, stopped, relay_only) = {
             let st = s.borrow();
-            (st.events.clone(), st.stopped)
+            (st.events.clone(), st.stopped, st.setup.relay_only)
+        };
+        let ev = match ev {
+            SessionEvent::Signal(signal) if relay_only => match relay_only_signal(signal) {
+                Some(signal) => SessionEvent::Signal(signal),
+                None => return,
+            },
+            ev => ev,
         };
         if !stopped {
             sink(ev);
@@ -467,6 +527,23 @@ impl MediaSession for WebRtcSession {
 
     fn ice_restarts(&self) -> u32 {
         self.s.borrow().restarts
+    }
+
+    fn update_issued_ice_servers(&self, servers: Vec<tincan_ipc::IceServer>) {
+        let mut st = self.s.borrow_mut();
+        if st.stopped || st.setup.issued_ice_servers == servers {
+            return;
+        }
+        st.setup.issued_ice_servers = servers;
+        // Used from the next gathering on (an ICE restart): fresh TURN credentials. A list that
+        // would leave relay-only mode without a relay is not applied (the old one may still work).
+        if st.setup.relay_only && !has_turn(&st.setup) {
+            return;
+        }
+        let cfg: web_sys::RtcConfiguration = rtc_config(&st.setup).unchecked_into();
+        if let Err(e) = st.pc.set_configuration_with_configuration(&cfg) {
+            web_sys::console::warn_2(&JsValue::from_str("tincan: new ICE servers refused"), &e);
+        }
     }
 
     fn connection_state(&self) -> String {

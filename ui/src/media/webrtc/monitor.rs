@@ -3,6 +3,7 @@
 
 // The parent's state, helpers and imports: this is one engine, split for reading.
 use super::*;
+use crate::media::stats::Route;
 
 impl WebRtcSession {
     pub(super) fn on_remote_stream(s: &Rc<RefCell<State>>, stream: &MediaStream) {
@@ -136,6 +137,7 @@ impl WebRtcSession {
         let mut lost: i64 = 0;
         let mut selected_pair: Option<String> = None;
         let mut pairs: Vec<(String, JsValue)> = Vec::new();
+        let mut candidates: Vec<(String, JsValue)> = Vec::new();
         let values: Vec<JsValue> = {
             let out = js_sys::Array::new();
             let cb = Closure::<dyn FnMut(JsValue)>::new({
@@ -171,12 +173,25 @@ impl WebRtcSession {
                         pairs.push((id, v.clone()));
                     }
                 }
+                Some("local-candidate" | "remote-candidate") => {
+                    if let Some(id) = get_str(v, "id") {
+                        candidates.push((id, v.clone()));
+                    }
+                }
                 _ => {}
             }
         }
+        let flag = |p: &JsValue, k: &str| {
+            js_sys::Reflect::get(p, &JsValue::from_str(k))
+                .ok()
+                .and_then(|n| n.as_bool())
+                .unwrap_or(false)
+        };
         let pair = pairs
             .iter()
             .find(|(id, _)| Some(id) == selected_pair.as_ref())
+            // Firefox has no transport stats; it marks the pair in use `selected`.
+            .or_else(|| pairs.iter().find(|(_, p)| flag(p, "selected")))
             .or_else(|| {
                 pairs.iter().find(|(_, p)| {
                     get_str(p, "state").as_deref() == Some("succeeded")
@@ -188,6 +203,24 @@ impl WebRtcSession {
             });
         if let Some((_, p)) = pair {
             stats.rtt_ms = get_num(p, "currentRoundTripTime").map(|r| r * 1000.0);
+            let candidate = |key: &str| {
+                let id = get_str(p, key)?;
+                candidates
+                    .iter()
+                    .find(|(c, _)| *c == id)
+                    .map(|(_, c)| c.clone())
+            };
+            if let (Some(local), Some(remote)) = (
+                candidate("localCandidateId"),
+                candidate("remoteCandidateId"),
+            ) {
+                stats.route = Route::parse(
+                    &get_str(&local, "candidateType").unwrap_or_default(),
+                    &get_str(&remote, "candidateType").unwrap_or_default(),
+                    &get_str(&local, "protocol").unwrap_or_default(),
+                    get_str(&local, "relayProtocol").as_deref(),
+                );
+            }
         }
         let mut st = s.borrow_mut();
         let now = (stats.packets_received, lost);
