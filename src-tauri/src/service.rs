@@ -75,8 +75,8 @@ pub fn parse_user_id(s: &str) -> Result<UserId, IpcError> {
             IdError::TooLong { len, max, .. } => format!(
                 "That user ID is too long: it has {len} characters, and at most {max} are allowed."
             ),
-            IdError::BadCharacter { .. } => "A user ID may contain only letters A to Z, digits, \
-                                             underscores and hyphens."
+            IdError::BadCharacter { .. } => "That user ID is not valid: it may contain only \
+                                             letters A to Z, digits, underscores and hyphens."
                 .to_owned(),
         };
         IpcError::new(ErrorCode::InvalidUserId, words)
