@@ -593,3 +593,38 @@ impl Drop for Pipe {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: libnice asks the LAN's router for port mappings (UPnP IGD) unless told not to.
+    /// The agent inside a real webrtcbin has it on by default, and off once the pipe's ICE is set
+    /// up, in the normal and the relay-only mode.
+    #[test]
+    fn the_ice_agent_never_tries_upnp() {
+        crate::init().expect("gstreamer");
+        for relay_only in [false, true] {
+            let webrtc = gst::ElementFactory::make("webrtcbin")
+                .build()
+                .expect("webrtcbin (gstreamer1.0-plugins-bad, gstreamer1.0-nice)");
+            let agent = |w: &gst::Element| {
+                w.property::<glib::Object>("ice-agent")
+                    .property::<glib::Object>("agent")
+            };
+            assert!(
+                agent(&webrtc).property::<bool>("upnp"),
+                "libnice's default changed: this test no longer shows anything"
+            );
+            let cfg = EngineConfig {
+                relay_only,
+                ..EngineConfig::default()
+            };
+            configure_ice(&webrtc, &cfg);
+            assert!(
+                !agent(&webrtc).property::<bool>("upnp"),
+                "relay_only={relay_only}"
+            );
+        }
+    }
+}
