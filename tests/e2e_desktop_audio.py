@@ -254,7 +254,7 @@ def main():
         hz, level = heard(pulse, "speakers.monitor")
         log(f"the default speaker plays {hz} Hz (RMS {level:.3f}); bob sends {BROWSER_TONE:.0f} Hz")
         assert near(hz, BROWSER_TONE), "the default speaker must play bob's tone"
-        app.shot("31-in-call-default-devices")
+        app.shot("35-in-call-default-devices")
 
         # 2. Headphones plugged in mid-call: listed without a restart; picked, they play bob.
         plugged = time.time()
@@ -284,7 +284,7 @@ def main():
                                   lambda: (lambda h: h if near(h, NEW_MIC_TONE) else None)(web.peak(browser)), 10)
         log(f"Chromium hears {hz_browser} Hz after the switch (the new microphone: {NEW_MIC_TONE:.0f} Hz)")
         assert (app_media(app) or {}).get("error") is None, app_media(app)
-        app.shot("32-in-call-plugged-devices")
+        app.shot("36-in-call-plugged-devices")
 
         web.click(browser, "#hang-up")
         app.find("#ended-view")
