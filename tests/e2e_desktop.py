@@ -12,7 +12,9 @@ Checks: sign in with SDKAppID + secret key; home view; call a second client and 
 client declines and the app shows "Declined"; the history shows it; an incoming call rings, is
 accepted (in-call view with a timer), muted and hung up with Esc; settings view; the 360 px layout;
 sign out; and that no command result or event the webview received contains the secret key or a
-UserSig (TINCAN_IPC_AUDIT log).
+UserSig (TINCAN_IPC_AUDIT log). Then a profile relaunched with saved credentials is signed in with no
+click, "Start tincan when I log in" writes and removes its autostart .desktop file, and the app logs
+carry no colour codes.
 """
 
 import base64
