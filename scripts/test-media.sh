@@ -10,7 +10,8 @@
 # for 10 s through a loopback proxy, the server killed and restarted, a cut longer than the grace period;
 # the longest audio gap each side measured is printed); and calls through NAT with a real TURN relay
 # (tests/net/test_turn_nat.py: two homes behind their own symmetric NAT, coturn and tincan-server in a
-# "public" namespace; needs coturn and nftables from setup.sh: fails without them).
+# "public" namespace; needs coturn and nftables from setup.sh: fails without them); and the web
+# engine's relay-only mode without a relay (tests/media/test_relay_only.py: no candidate leaves the page).
 #
 # Usage: scripts/test-media.sh [pytest args]
 # Needs (Debian 12): chromium chromium-driver firefox-esr (at /usr/bin), geckodriver 0.37.1
@@ -52,6 +53,6 @@ export TINCAN_NATIVE_PEER_BIN="$ROOT/target/debug/examples/native_peer"
 echo "=== media e2e (headless Chromium x2, Firefox ESR, the native engine; tincan-server on loopback)"
 status=0
 "$PY" -m pytest -x -q -s -p no:cacheprovider tests/media/test_media.py tests/media/test_native_interop.py \
-  tests/media/test_firefox.py tests/media/test_resume.py tests/net/test_netns.py tests/net/test_two_hosts.py tests/net/test_turn_nat.py "$@" || status=$?
+  tests/media/test_firefox.py tests/media/test_resume.py tests/media/test_relay_only.py tests/net/test_netns.py tests/net/test_two_hosts.py tests/net/test_turn_nat.py "$@" || status=$?
 echo "=== test-media: $(( $(date +%s) - START )) s, exit $status"
 exit $status

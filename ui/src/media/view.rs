@@ -63,6 +63,7 @@ pub fn media_end() -> Option<(&'static str, String)> {
         MediaErrorCode::PeerUnreachable => "Peer unreachable",
         MediaErrorCode::SdpRejected => "Call setup refused",
         MediaErrorCode::MediaNotVerified => "Call not secure",
+        MediaErrorCode::RelayUnavailable => "No relay server",
         _ => return None,
     };
     Some((title, e.message))
