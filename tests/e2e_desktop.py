@@ -278,7 +278,20 @@ def remote_server_flow(audit):
         app.find("#home-view")
         app.wait_text("#connection", "Online")
         app.wait_text("#me", "alice")
+        # Issue 13: the profile's name beside the user's only when they differ; no "e.g. alice" to
+        # alice; Call disabled with a hint while the field is empty.
+        assert app.find("#profile").text == "e2e"
+        assert app.find("#callee").get_attribute("placeholder") == "e.g. bob"
+        assert not app.find("#call").is_enabled(), "Call is enabled with no user ID"
+        app.wait_text("#callee-hint", "Type the user ID")
+        app.find("#callee").send_keys("bob")
         app.wait_enabled("#call")
+        assert not app.d.find_elements(By.CSS_SELECTOR, "#callee-hint")
+        app.find("#callee").send_keys(Keys.BACKSPACE * 3)
+        app.wait_text("#callee-hint", "Type the user ID")
+        app.find("#callee").send_keys(Keys.ENTER)  # an empty ID calls nobody
+        time.sleep(0.3)
+        assert app.find("#home-view") and not app.d.find_elements(By.CSS_SELECTOR, "#error")
         app.shot("02-home")
         log("signed in, home view shown")
 
@@ -287,6 +300,17 @@ def remote_server_flow(audit):
         callee.send_keys("alice", Keys.ENTER)
         app.wait_text("#error", "You cannot call yourself.")
         assert app.find("#error").get_attribute("data-code") == "CallSelf"
+        # Editing the ID clears the banner about the previous one.
+        callee.send_keys(Keys.BACKSPACE)
+        end = time.time() + 5
+        while app.d.find_elements(By.CSS_SELECTOR, "#error") and time.time() < end:
+            time.sleep(0.1)
+        assert not app.d.find_elements(By.CSS_SELECTOR, "#error"), "a stale 'cannot call yourself' stays"
+        # A 200-character paste is refused in words, not cut to 32 and called.
+        callee.clear()
+        callee.send_keys("a" * 200, Keys.ENTER)
+        app.wait_text("#error", "too long")
+        assert app.find("#error").get_attribute("data-code") == "InvalidUserId"
         callee.clear()
         callee.send_keys("not valid!", Keys.ENTER)
         app.wait_text("#error", "not valid")
@@ -374,6 +398,7 @@ def remote_server_flow(audit):
         app.find("#open-settings").click()
         app.find("#settings-view")
         app.shot("08-settings")
+        settings_look(app)
         ring = app.find("#ring-timeout")
         assert ring.get_attribute("value") == "30", ring.get_attribute("value")
         server_url = app.find("#server-url")
@@ -398,6 +423,20 @@ def remote_server_flow(audit):
         ring.send_keys("45")
         app.find("#save-settings").click()
         app.wait_text("#notice", "Settings saved")
+        # Seen where Save was clicked (the page is scrolled down to it): the notice stays in view.
+        assert in_view(app, "#notice"), "'Settings saved' is out of view"
+        # Esc with unsaved edits: asks first, then leaves saying the edits were dropped.
+        ring = app.find("#ring-timeout")
+        ring.clear()
+        ring.send_keys("50")
+        app.find("body").send_keys(Keys.ESCAPE)
+        app.wait_text("#notice", "unsaved changes")
+        app.find("#settings-view")
+        app.find("body").send_keys(Keys.ESCAPE)
+        app.find("#home-view")
+        app.wait_text("#notice", "Unsaved changes discarded")
+        app.find("#open-settings").click()
+        assert app.find("#ring-timeout").get_attribute("value") == "45"
         app.find("#back").click()
         app.find("#home-view")
         app.find("#open-settings").click()
@@ -407,13 +446,14 @@ def remote_server_flow(audit):
         app.find("#home-view")
         log("settings validated, saved and read back")
 
-        # Narrow window.
+        # Narrow window: the app's minimum width; "Sign out" stays on one line.
         try:
-            driver.set_window_size(360, 640)
+            driver.set_window_size(340, 640)
             time.sleep(0.5)
         except WebDriverException as e:
             log(f"window resize not supported here: {e}")
-        app.shot("09-home-360px")
+        assert lines(app, "#sign-out") == 1, "'Sign out' wraps at 340 px"
+        app.shot("09-home-340px")
 
         # Sign out.
         app.wait_enabled("#sign-out")  # disabled while the sign-in command is still finishing
@@ -453,6 +493,87 @@ def remote_server_flow(audit):
         log("navigation away from the app is refused")
     finally:
         stop(driver, procs)
+
+
+def in_view(app, css):
+    return app.d.execute_script(
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return r.top >= 0 && r.bottom <= window.innerHeight;", css)
+
+
+def lines(app, css):
+    """How many lines the element's text takes."""
+    return app.d.execute_script(
+        "const el = document.querySelector(arguments[0]); const r = document.createRange();"
+        "r.selectNodeContents(el); const tops = new Set();"
+        "for (const q of r.getClientRects()) tops.add(Math.round(q.top));"
+        "return tops.size;", css)
+
+
+def settings_look(app):
+    """Issue 13's Settings defects: device names, not IDs, with the configured ones selected; Back
+    and Save side by side; "Quit tincan" on one line; checkboxes in the app's colours."""
+    mic, spk = Select(app.find("#microphone")), Select(app.find("#speaker"))
+    assert mic.first_selected_option.get_attribute("value") == "tone:440"
+    assert mic.first_selected_option.text == "Test tone 440 Hz", mic.first_selected_option.text
+    assert spk.first_selected_option.text == "Measuring output (tests)", spk.first_selected_option.text
+    for sel in (mic, spk):
+        for o in sel.options:
+            assert "tone:" not in o.text and o.text != "measure", f"a raw device ID shown: {o.text}"
+    geo = app.d.execute_script(
+        "const r = id => document.getElementById(id).getBoundingClientRect();"
+        "return [r('back').top, r('save-settings').top, r('back').height, r('save-settings').height];")
+    assert abs(geo[0] - geo[1]) < 1 and abs(geo[2] - geo[3]) < 1, f"Back / Save misaligned: {geo}"
+    assert lines(app, "#quit") == 1 and lines(app, "#back") == 1 and lines(app, "#save-settings") == 1
+    look = app.d.execute_script(
+        "const c = document.getElementById('echo-cancellation'); const s = getComputedStyle(c);"
+        "const accent = getComputedStyle(document.querySelector('button.primary')).backgroundColor;"
+        "return [c.checked, s.backgroundColor, accent, c.getBoundingClientRect().width];")
+    if look[0]:
+        assert look[1] == look[2], f"a checked box is not in the accent colour: {look}"
+    assert look[3] < 30, f"a checkbox is stretched: {look}"
+    log("settings: device names with the configured ones selected, aligned buttons, themed checkboxes")
+
+
+def meter(app, css):
+    return float(app.find(css).get_attribute("value") or 0)
+
+
+def meters_and_devices(a, b):
+    """Issue 13, under the app's real CSP: a call between the two windows (native engine, test tone
+    in, measuring output out): the level meters move with the audio (the peer's drops when it
+    mutes) and the device menus show the configured devices by name."""
+    b.find("#callee").send_keys("alice")
+    b.wait_enabled("#call")
+    b.find("#call").click()
+    a.find("#incoming-view")
+    a.find("#accept").click()
+    a.find("#in-call-view")
+    b.find("#in-call-view")
+    end = time.time() + 20
+    while time.time() < end and meter(a, "#peer-level") < 20:
+        time.sleep(0.2)
+    heard = meter(a, "#peer-level")
+    assert heard >= 20, f"A's meter for B's tone stays at {heard}"
+    assert meter(a, "#mic-level") >= 20, "A's own microphone meter does not move"
+    inp, out = Select(a.find("#input-device")), Select(a.find("#output-device"))
+    assert inp.first_selected_option.get_attribute("value") == "tone:440", inp.first_selected_option.text
+    assert inp.first_selected_option.text == "Test tone 440 Hz"
+    assert out.first_selected_option.get_attribute("value") == "measure", out.first_selected_option.text
+    a.shot("12b-embedded-in-call-meters")
+    b.find("#mute").click()
+    end = time.time() + 10
+    while time.time() < end and meter(a, "#peer-level") > 5:
+        time.sleep(0.2)
+    muted = meter(a, "#peer-level")
+    assert muted <= 5, f"A's meter stays at {muted} while B is muted (was {heard})"
+    a.shot("12c-embedded-peer-muted")
+    log(f"meters: B's tone at {heard:.0f}, {muted:.0f} once B muted; menus show the configured devices")
+    b.find("body").send_keys(Keys.ESCAPE)
+    a.find("#ended-view")
+    b.find("#ended-view")
+    a.find("#dismiss").click()
+    b.find("#dismiss").click()
 
 
 def check_audit(audit, secret):
@@ -513,6 +634,8 @@ def embedded_two_windows():
         b.wait_text("#call-status", "Declined")
         b.shot("12-embedded-declined")
         log("B called A through the local server; A declined with Esc; B saw it")
+        b.find("#dismiss").click()
+        meters_and_devices(a, b)
 
         # A quits: B takes over hosting and comes back online.
         a_driver.quit()
@@ -521,7 +644,6 @@ def embedded_two_windows():
         b.shot("13-embedded-reconnecting")
         b.wait_text("#connection", "Online", timeout=30)
         wait_port(port)
-        b.find("#dismiss").click()
         b.find("#home-view")
         b.shot("14-embedded-took-over")
         log("A quit; B took over the local server and is online again")

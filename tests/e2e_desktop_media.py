@@ -7,9 +7,9 @@ WebKitWebDriver, and a headless Chromium running the browser client (served by t
 tincan-server on loopback):
 
 1. the app signs in (SDKAppID + secret key), and its settings choose the test-tone microphone
-   (660 Hz) and the measuring output: configuration, not a test-only code path;
+   (440 Hz, picked by name in Settings' menu) and the measuring output: configuration, not a test-only code path;
 2. the app calls bob, who is signed in from Chromium (fake microphone: 1000 Hz); Chromium accepts;
-3. audio crosses both ways: Chromium hears 660 Hz, the app's engine hears 1000 Hz; Chromium freezes for
+3. audio crosses both ways: Chromium hears 440 Hz, the app's engine hears 1000 Hz; Chromium freezes for
    6 s, the app restarts ICE, and audio crosses both ways again;
 4. the app hangs up; both sides show the call ended with its duration; the app's history lists it;
 5. bob calls the app from Chromium; the app (its engine ready while ringing) accepts; audio crosses both
@@ -37,7 +37,7 @@ from selenium.webdriver.support.ui import Select  # noqa: E402
 import test_media as web  # noqa: E402
 
 UI_DIST = Path(os.environ.get("TINCAN_UI_DIST", ROOT / "ui" / "dist"))
-APP_TONE, BROWSER_TONE = 660.0, 1000.0
+APP_TONE, BROWSER_TONE = 440.0, 1000.0
 TOLERANCE = 0.05
 
 
@@ -96,9 +96,7 @@ def main():
         app.find("#open-settings").click()
         app.find("#settings-view")
         for field, value in (("#microphone", f"tone:{int(APP_TONE)}"), ("#speaker", "measure")):
-            el = app.find(field)
-            el.clear()
-            el.send_keys(value)
+            Select(app.find(field)).select_by_value(value)
         app.find("#save-settings").click()
         time.sleep(0.5)
         if app.d.find_elements("css selector", "#settings-view"):
@@ -191,9 +189,22 @@ def main():
 
         # The speaker, switched mid-call from the in-call panel: to the default output, then back to the
         # measuring one, which hears Chromium again (a fresh sink in the running call).
+        # The menu shows the speaker in use (the one Settings chose), by name.
+        out = Select(app.find("#output-device"))
+        assert out.first_selected_option.get_attribute("value") == "measure", out.first_selected_option.text
+        assert out.first_selected_option.text == "Measuring output (tests)"
+        assert Select(app.find("#input-device")).first_selected_option.text == f"Test tone {int(APP_TONE)} Hz"
         Select(app.find("#output-device")).select_by_value("")
         time.sleep(1.0)
-        log(f"speaker -> default output: media error {(app_media(app) or {}).get('error')}")
+        err = (app_media(app) or {}).get("error")
+        log(f"speaker -> default output: media error {err}")
+        if err is None:
+            # A pick in the call is what Settings holds afterwards, and the menu stays on it.
+            assert Select(app.find("#output-device")).first_selected_option.get_attribute("value") == ""
+            saved = app.d.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "window.__TAURI__.core.invoke('get_settings', {}).then(done, e => done({error: e}));")
+            assert saved.get("speaker") is None, saved
         Select(app.find("#output-device")).select_by_value("measure")
         time.sleep(1.5)
         hz_app = app_peak(app)
