@@ -207,6 +207,70 @@ fn real_keyring_refused_user_sig_is_removed() {
     });
 }
 
+/// A pasted UserSig that the server refuses later, at a reconnect (here: the server came back
+/// with another key), leaves the real keyring too; the UI was told with the stable code.
+#[test]
+#[ignore = "needs a Secret Service: run scripts/test-desktop.sh"]
+fn real_keyring_user_sig_refused_at_a_reconnect_is_removed() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let addr: std::net::SocketAddr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+            l.local_addr().expect("addr")
+        };
+        let start = |key: &str| {
+            tincan_server::start(tincan_server::ServerConfig::new(
+                addr,
+                SDK,
+                SecretKey::new(key.into()),
+            ))
+        };
+        let server = start(KEY).await.expect("server");
+        let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::new(service()));
+        let creds = Credentials::new(store.clone(), "reconnect");
+        let events = Arc::new(std::sync::Mutex::new(Vec::<AppEvent>::new()));
+        let seen = events.clone();
+        let app = Service::new(ServiceConfig {
+            profile: "reconnect".into(),
+            credentials: creds.clone(),
+            store: Store::new(Arc::new(MemoryKv::default())),
+            host: Arc::new(EmbeddedHost::new(1)),
+            server_override: Some(format!("ws://{addr}/ws")),
+            sink: Arc::new(move |ev| seen.lock().expect("lock").push(ev)),
+            timing: Timing {
+                backoff_start: std::time::Duration::from_millis(50),
+                backoff_max: std::time::Duration::from_millis(300),
+                ..Timing::default()
+            },
+        });
+        let alice = UserId::new("alice").expect("id");
+        let good = UserSigKey::new(SDK, SecretKey::new(KEY.into())).gen(&alice, now(), 3600, None);
+        app.sign_in(user_sig_sign_in("alice", Some(good)))
+            .await
+            .expect("signed in");
+        assert!(creds.user_sig().expect("read").is_some());
+        server.shutdown().await;
+        let rekeyed = start("the-servers-new-key").await.expect("server again");
+        let refused = |evs: &[AppEvent]| {
+            evs.iter().any(|ev| {
+                matches!(ev, AppEvent::Error { error } if error.code == ErrorCode::UserSigInvalid)
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !refused(&events.lock().expect("lock")) {
+            assert!(std::time::Instant::now() < deadline, "no refusal seen");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            creds.user_sig().expect("read").is_none(),
+            "refused sig kept"
+        );
+        assert_eq!(app.saved().user_sig_expires_at, None);
+        app.shutdown().await;
+        rekeyed.shutdown().await;
+    });
+}
+
 /// The identifier changed (`dev.tincan.app` ended in `.app`): entries saved under the old keyring
 /// service move to the new one at the first launch, in a real gnome-keyring.
 #[test]
