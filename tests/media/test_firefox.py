@@ -314,6 +314,19 @@ def check_sdp(drv, who, want_local_type):
     return local, remote
 
 
+def direct_route(drv, who):
+    """The call's route as the page shows it (`#connection-kind`, `window.__tincan_media.route`):
+    on loopback with no TURN server, direct between host candidates over UDP (Firefox reads its
+    selected pair from the candidate pair marked `selected`, Chromium from its transport stats)."""
+    route = wait_for(f"{who}'s route", lambda: media(drv)["route"], 5)
+    kind = el(drv, "#connection-kind")
+    assert route["kind"] == "direct" and route["protocol"] == "udp", f"{who}: {route}"
+    assert route["local_type"] in ("host", "prflx") and route["relay_protocol"] is None, f"{who}: {route}"
+    wait_for(f"{who}'s panel shows the route", lambda: kind.get_attribute("data-kind") == "direct", 3)
+    assert kind.text == "Direct (UDP)", f"{who}: {kind.text!r}"
+    return route
+
+
 def browser_call(caller, callee, callee_user, label):
     drop = {d: len(sdp_log(d)) for d in (caller, callee)}
     dial(caller, callee_user)
@@ -329,6 +342,7 @@ def browser_call(caller, callee, callee_user, label):
     caller_ms = ma["first_audio_at"] - mb["accept_at"]
     log(f"{label}: accept -> first audio: callee {callee_ms:.0f} ms, caller {caller_ms:.0f} ms")
     TIMINGS.append((label, [("callee", callee_ms), ("caller", caller_ms)]))
+    log(f"{label}: routes: caller {direct_route(caller, 'caller')}, callee {direct_route(callee, 'callee')}")
     return drop
 
 
@@ -424,7 +438,10 @@ def test_native_calls_firefox(fox, server):  # noqa: F811
             f"{direction(answer['sdp'])}")
         mf = wait_for("Firefox hears the native engine", lambda: media(fox)["first_audio_at"] and media(fox), 10)
         heard_by(fox, "Firefox", NATIVE_TONE, "native->Firefox")
+        direct_route(fox, "Firefox")
         native_ms = native_hears_firefox(peer, "native->Firefox")
+        nroute = peer.wait("route", 10)
+        assert nroute["kind"] == "direct" and nroute["relay_protocol"] is None, nroute
         fox_ms = mf["first_audio_at"] - mf["accept_at"]
         log(f"native->Firefox: accept -> first audio: Firefox {fox_ms:.0f} ms, native {native_ms} ms")
         TIMINGS.append(("native->Firefox", [("Firefox (callee)", fox_ms), ("native (caller)", native_ms)]))
