@@ -640,6 +640,8 @@ mod tests {
         // Old files with missing fields still load.
         let old: Settings = serde_json::from_str(r#"{"server_url":null}"#).unwrap();
         assert_eq!(old.ring_timeout_secs, DEFAULT_RING_TIMEOUT_SECS);
+        // Relay-only is off unless switched on (and an older file has no such field).
+        assert!(!old.relay_only && !Settings::default().relay_only);
     }
 
     /// Issue 11: the app mints sigs of minutes, and the setting is capped.
