@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -221,6 +222,7 @@ def main():
         if browser is not None:
             browser.quit()
         stop(driver, procs)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
