@@ -385,7 +385,11 @@ async fn tincan_pair(addr: SocketAddr, i: usize) -> (Ws, Ws, CallId) {
     let mut wa = tincan_login(addr, &a, src).await;
     let mut wb = tincan_login(addr, &b, src).await;
     let call_id = CallId::new(format!("call-{i}-{}", now_secs())).unwrap();
-    place_call(&mut wa, &mut wb, &b, &call_id).await;
+    // A call that did not connect would turn every round trip into error replies.
+    assert!(
+        place_call(&mut wa, &mut wb, &b, &call_id).await,
+        "pair {i}: the call did not connect"
+    );
     (wa, wb, call_id)
 }
 
@@ -559,7 +563,7 @@ async fn relay(pairs: usize, secs: f64, rounds: usize) {
     let answer = |c: &CallId| signal(c, MediaSignal::Answer { sdp: SDP.into() });
     let mut tin: Option<Figures> = None;
     let mut bare: Option<Figures> = None;
-    for _ in 0..rounds.max(1) {
+    for round in 0..rounds.max(1) {
         // bare
         let mut conns = Vec::new();
         for i in 0..pairs {
@@ -588,7 +592,9 @@ async fn relay(pairs: usize, secs: f64, rounds: usize) {
         let mut conns = Vec::new();
         for i in 0..pairs {
             conns.push(Some(
-                tincan_pair(taddr, i + 1_000_000 * tin.is_some() as usize).await,
+                // Fresh users every round: the last round's calls are still held for their
+                // parties (resume, `--resume-secs`), so reusing its users would find them busy.
+                tincan_pair(taddr, i + 1_000_000 * round).await,
             ));
         }
         let conns = Arc::new(Mutex::new(conns));
