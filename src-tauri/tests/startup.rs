@@ -9,7 +9,11 @@
 //! - errors at the IPC boundary: an empty SDKAppID and an over-long user ID are refused before the
 //!   server with their own codes; the server's refusal comes in plain words (no nested brackets).
 //!
-//! One test function: it sets HOME for the whole process.
+//! - a server that is not up yet at launch: reported once, retried until it answers, and given up
+//!   once the user signs out.
+//!
+//! The first test sets HOME for the whole process (the autostart entry goes under it); the other
+//! does not depend on it.
 
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -213,4 +217,88 @@ fn startup_through_ipc_and_sign_in_at_launch() {
         assert_eq!(e.code, ErrorCode::NoSavedCredentials);
     });
     rt.block_on(server.shutdown());
+}
+
+/// At login the network (or the server) may come up after the app: the sign-in at launch reports
+/// the first failure once and keeps trying until the server answers. And once the user signs out
+/// (takes over), a launch sign-in that is still retrying gives up.
+#[test]
+fn sign_in_at_launch_waits_for_the_server() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let addr: std::net::SocketAddr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+            l.local_addr().expect("addr")
+        };
+        let url = format!("ws://{addr}/ws");
+        let secrets = Arc::new(MemoryStore::default());
+        let kv = MemoryKv::default();
+        // Signed in once before (the key is in the keyring, the user and mode remembered).
+        let store = Store::new(Arc::new(kv.clone()));
+        store
+            .remember_sign_in("alice", CredentialMode::SecretKey, Some(SDK))
+            .expect("remember");
+        Credentials::new(secrets.clone(), "startup")
+            .save_secret_key(&SecretKey::new(KEY.into()))
+            .expect("key");
+        let errors = Arc::new(std::sync::Mutex::new(Vec::<ErrorCode>::new()));
+        let seen = errors.clone();
+        let app = Arc::new(Service::new(ServiceConfig {
+            profile: "startup".into(),
+            credentials: Credentials::new(secrets.clone(), "startup"),
+            store: Store::new(Arc::new(kv.clone())),
+            host: Arc::new(EmbeddedHost::new(1)),
+            server_override: Some(url.clone()),
+            sink: Arc::new(move |ev| {
+                if let tincan_ipc::AppEvent::Error { error } = ev {
+                    seen.lock().expect("lock").push(error.code);
+                }
+            }),
+            timing: Timing::default(),
+        }));
+        let launching = tokio::spawn({
+            let app = app.clone();
+            async move { app.sign_in_at_launch().await }
+        });
+        // Nothing listens yet; the server comes up a moment later.
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let server = tincan_server::start(tincan_server::ServerConfig::new(
+            addr,
+            SDK,
+            SecretKey::new(KEY.into()),
+        ))
+        .await
+        .expect("server");
+        let st = tokio::time::timeout(std::time::Duration::from_secs(10), launching)
+            .await
+            .expect("signed in within 10 s")
+            .expect("task")
+            .expect("something to sign in with")
+            .expect("signed in");
+        assert_eq!(st.connection, ConnectionState::Online);
+        assert_eq!(
+            *errors.lock().expect("lock"),
+            vec![ErrorCode::ServerUnreachable]
+        );
+        app.shutdown().await;
+        server.shutdown().await;
+
+        // The server is gone again: the launch sign-in retries until the user signs out.
+        let again = Arc::new(service(&url, &secrets, &kv));
+        let launching = tokio::spawn({
+            let app = again.clone();
+            async move { app.sign_in_at_launch().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        again.sign_out().await;
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), launching)
+            .await
+            .expect("gave up after the sign-out")
+            .expect("task")
+            .expect("attempted");
+        assert_eq!(
+            r.expect_err("never reached").code,
+            ErrorCode::ServerUnreachable
+        );
+    });
 }
