@@ -7,8 +7,7 @@
 //! - "Sign in automatically": a restarted app (a new `Service` over the same settings and keyring)
 //!   signs in by itself, and does not when the setting is off or nothing is saved;
 //! - errors at the IPC boundary: an empty SDKAppID and an over-long user ID are refused before the
-//!   server with their own codes; the server's refusal comes in plain words (no nested brackets).
-//!
+//!   server with their own codes; the server's refusal comes in plain words (no nested brackets);
 //! - a server that is not up yet at launch: reported once, retried until it answers, and given up
 //!   once the user signs out.
 //!
