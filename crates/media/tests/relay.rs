@@ -125,10 +125,8 @@ impl Coturn {
             }
         };
         // One per server: the tests of this file run at once, and each removes its own.
-        let dir = std::env::temp_dir().join(format!(
-            "tincan-media-coturn-{}-{port}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tincan-media-coturn-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("coturn's temp dir");
         let secret = format!("{:x}{:x}", std::process::id(), now().as_nanos());
         // Bounded by `timeout`: a test process killed before its drop cannot leave coturn running.
