@@ -202,6 +202,11 @@ async fn dev_sig(base: &str, user: &UserId) -> Result<String, String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    // The engine's log (RUST_LOG, e.g. tincan_media=debug) goes to stderr; stdout is the JSON lines.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     match run(Args::parse()).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
