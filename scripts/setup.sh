@@ -21,9 +21,6 @@ APT_PACKAGES=(
   haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils dunst
   coturn nftables
   pulseaudio pulseaudio-utils
-  # wasm-opt (version 108) for the UI's release build; ui/Trunk.toml pins that version, so trunk uses
-  # this binary and never downloads one.
-  binaryen
 )
 
 missing=()
