@@ -357,10 +357,29 @@ impl WebRtcSession {
         });
         pc.set_oniceconnectionstatechange(Some(on_ice.as_ref().unchecked_ref()));
 
+        // DTLS can fail while ICE stays connected (`connectionState` "failed", ICE "connected"):
+        // no audio then, and the ICE watch alone would never notice. Restarting gives the call a
+        // new DTLS association, as the native engine does for a failed handshake.
+        let weak = Rc::downgrade(&self.s);
+        let on_conn = Closure::<dyn FnMut(JsValue)>::new(move |_e: JsValue| {
+            let Some(s) = weak.upgrade() else { return };
+            let pc = s.borrow().pc.clone();
+            if get_str(&pc, "connectionState").as_deref() == Some("failed") {
+                WebRtcSession { s: s.clone() }.enqueue(Op::Restart);
+                Self::arm_give_up(&s);
+            }
+        });
+        let _ = js_sys::Reflect::set(
+            pc,
+            &JsValue::from_str("onconnectionstatechange"),
+            on_conn.as_ref().unchecked_ref(),
+        );
+
         let mut st = self.s.borrow_mut();
         st.closures.push(on_candidate);
         st.closures.push(on_track);
         st.closures.push(on_ice);
+        st.closures.push(on_conn);
         let weak = Rc::downgrade(&self.s);
         st.stats_timer = Some(Interval::new(1_000, move || {
             if let Some(s) = weak.upgrade() {
@@ -563,6 +582,11 @@ impl MediaSession for WebRtcSession {
         st.pc.set_onicecandidate(None);
         st.pc.set_ontrack(None);
         st.pc.set_oniceconnectionstatechange(None);
+        let _ = js_sys::Reflect::set(
+            &st.pc,
+            &JsValue::from_str("onconnectionstatechange"),
+            &JsValue::NULL,
+        );
         st.pc.close();
         st.audio.set_src_object(None);
         st.restart_timer = None;
