@@ -607,6 +607,18 @@ def embedded_two_windows():
         a = App(a_driver)
         a.find("#sign-in-view")
         a.wait_text("#sign-in-view", "built-in local server")
+        # Issue 13: a secret key or UserSig with no server set shows the local server's SDKAppID;
+        # a pasted UserSig is masked until shown.
+        Select(a.find("#mode")).select_by_value("user_sig")
+        a.wait_text("#embedded-sdk-hint", "SDKAppID 1400000001")
+        assert a.find("#user-sig").get_attribute("type") == "password"
+        a.find("#show-user-sig").click()
+        end = time.time() + 5
+        while a.find("#user-sig").get_attribute("type") != "text" and time.time() < end:
+            time.sleep(0.1)
+        assert a.find("#user-sig").get_attribute("type") == "text", "Show does not unmask the UserSig"
+        Select(a.find("#mode")).select_by_value("embedded")
+        assert a.find("#user-id").get_attribute("placeholder") == "e.g. alice"
         a.find("#user-id").send_keys("alice")
         a.find("#sign-in").click()  # the default mode: the local server, no credentials to type
         a.find("#home-view")
@@ -622,6 +634,14 @@ def embedded_two_windows():
         b.find("#home-view")
         b.wait_text("#connection", "Online")
         log("window B (bob) signed in to it")
+        # Asked once after the first sign-in, not modal; answered, it is gone.
+        assert b.find("#callee").get_attribute("placeholder") == "e.g. alice"
+        b.find("#autostart-prompt")
+        b.find("#autostart-no").click()
+        end = time.time() + 5
+        while b.d.find_elements(By.CSS_SELECTOR, "#autostart-prompt") and time.time() < end:
+            time.sleep(0.1)
+        assert not b.d.find_elements(By.CSS_SELECTOR, "#autostart-prompt"), "the start-at-login question stays"
 
         b.find("#callee").send_keys("alice")
         b.wait_enabled("#call")

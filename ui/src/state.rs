@@ -228,7 +228,11 @@ impl UiState {
                     self.notice = Some(DISCARDED.into());
                 }
             }
-            Action::Startup(s) => self.startup = Some(s),
+            Action::Startup(s) => {
+                // The answer to get_startup / set_startup (the latter runs as a busy command).
+                self.busy = false;
+                self.startup = Some(s);
+            }
             Action::CalleeEdited => {
                 let stale = self.error.as_ref().is_some_and(|e| {
                     matches!(
@@ -487,6 +491,21 @@ mod tests {
         s.reduce_mut(Action::Failed(IpcError::new(ErrorCode::Storage, "disk")));
         s.reduce_mut(Action::CalleeEdited);
         assert!(s.error.is_some(), "an error about something else stays");
+    }
+
+    #[test]
+    fn a_startup_answer_ends_the_busy_command() {
+        let mut s = signed_in();
+        s.reduce_mut(Action::Busy);
+        s.reduce_mut(Action::Startup(Startup {
+            sign_in_automatically: true,
+            start_at_login: false,
+            start_at_login_asked: true,
+        }));
+        assert!(
+            !s.busy,
+            "Call and Sign out stay disabled after answering the start-at-login question"
+        );
     }
 
     #[test]
