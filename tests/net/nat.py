@@ -159,8 +159,14 @@ class Coturn:
     """Debian's turnserver, started inside `host` with its own config in `workdir`: the README's
     sample turnserver.conf (use-auth-secret, the denied private ranges, quotas, no CLI), with the
     test's own secret, realm and relay ports, listening and relaying on PUBLIC_IP over UDP and TCP
-    only (no TLS: no certificate for a real name here), and the test's own range 10.231.0.0/16
-    allowed again (`allowed-peer-ip` wins over `denied-peer-ip`), since every peer here is in it.
+    only (no TLS: no certificate for a real name here), and the test's "public" addresses allowed
+    again (`allowed-peer-ip` wins over `denied-peer-ip`): the NATs' WAN side (10.231.1.0/24,
+    10.231.2.0/24) and coturn's own PUBLIC_IP (relay <-> relay). The homes' own addresses
+    (10.231.11.x, 10.231.12.x) stay denied, as private addresses are in production: `pub` has no
+    route to them, and coturn 4.6 closes a whole allocation ("reason: general", stderr "udp send:
+    Network is unreachable") the first time its relay fails to send to a peer, so allowing them let
+    each side's connectivity checks towards the other's host candidates kill the relay the call was
+    using within a second.
     Its log is `log_path`."""
 
     def __init__(self, host, workdir, secret):
@@ -178,7 +184,7 @@ class Coturn:
             f"min-port={RELAY_PORTS[0]}", f"max-port={RELAY_PORTS[1]}",
             f"realm={REALM}", f"static-auth-secret={secret}",
             "no-tls", "no-dtls", "no-rfc5780", "verbose",
-            "allowed-peer-ip=10.231.0.0-10.231.255.255",
+            "allowed-peer-ip=10.231.1.0-10.231.2.255", f"allowed-peer-ip={PUBLIC_IP}",
             f"log-file={self.log_path}", "simple-log", "no-stdout-log",
             f"pidfile={os.path.join(self.dir, 'turnserver.pid')}",
             f"userdb={os.path.join(self.dir, 'turndb')}",
