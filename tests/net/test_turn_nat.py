@@ -26,8 +26,9 @@ microphone 1000 Hz), the native engine (native_peer, 660 Hz) in home2:
 - UDP blocked at nat1: the call connects through TURN over TCP (Chromium's relay is TURN/TCP) and
   audio crosses both ways.
 Three call cases (Chromium calls native, relay-only, Chromium with refreshed credentials) are xfail, not
-strict: audio crosses through the relay, but Chromium's selected pair ends on the peer's relay instead of
-its own (KNOWN_CHROMIUM_PAIR_SWITCH); native calls Chromium and UDP blocked must pass.
+strict (KNOWN_CHROMIUM_PAIR_SWITCH): Chromium's selected pair may end on the peer's relay instead of its
+own, which every case accepts as relayed, but in relay-only mode it shows the peer Chromium's NAT address;
+native calls Chromium and UDP blocked must pass.
 
 Environment: as tests/media (TINCAN_SERVER_BIN, TINCAN_UI_DIST, TINCAN_NATIVE_PEER_BIN). Root, nft,
 turnserver (scripts/setup.sh installs coturn and nftables).
@@ -529,10 +530,13 @@ def relayed_call(h, native_args, relay_protocol="udp", native_calls=False, label
             f"ICE restarts before the call settled: {restarts}")
         log(f"{label}: Chromium's ICE states {drv.execute_script('return window.__ice_log')}")
         assert route["kind"] == "relay", route
-        assert shown["kind"] == "relay" and shown["text"].startswith("Relayed (TURN/"), shown
+        # Relayed through one of the two allocations: Chromium may move the selected pair from relay <->
+        # relay to its own NAT address <-> the peer's relay (KNOWN_CHROMIUM_PAIR_SWITCH); the media
+        # still crosses coturn, and with no direct path between the homes (asserted above) it can only.
+        assert shown["kind"] == "relay" and shown["text"].startswith("Relayed ("), shown
         assert "relay" in (pair["local_type"], pair["remote_type"]), pair
         assert nroute["kind"] == "relay", nroute
-        if relay_protocol:
+        if relay_protocol and route.get("local_type") == "relay":
             assert route["relay_protocol"] == relay_protocol, route
             assert shown["relay-protocol"] == relay_protocol and shown["text"] == f"Relayed (TURN/{relay_protocol.upper()})", shown
         assert hang_up_from_browser(drv, native) == 0
