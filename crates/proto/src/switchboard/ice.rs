@@ -105,25 +105,30 @@ mod tests {
         list.iter().find(|s| s.is_turn()).expect("a TURN entry")
     }
 
+    /// The first frame sent, which must be a `login_ok`: its session, ICE servers and their expiry.
+    fn login_ok_ice(out: &[Action]) -> (u64, &[IceServer], Option<u64>) {
+        match sent(out).first().map(|(sid, m)| (*sid, *m)) {
+            Some((
+                sid,
+                ServerMessage::LoginOk {
+                    ice_servers,
+                    ice_servers_expire_at,
+                    ..
+                },
+            )) => (sid, ice_servers, *ice_servers_expire_at),
+            _ => panic!("{out:?}"),
+        }
+    }
+
     #[test]
     fn login_ok_carries_credentials_and_refreshes_come_at_three_quarters() {
         let mut sb = board(4);
         let mut out = Vec::new();
         sb.login(1, party("alice"), T0, &mut out).unwrap();
-        let (
-            sid,
-            ServerMessage::LoginOk {
-                ice_servers,
-                ice_servers_expire_at,
-                ..
-            },
-        ) = sent(&out)[0]
-        else {
-            panic!("{out:?}")
-        };
+        let (sid, ice_servers, ice_servers_expire_at) = login_ok_ice(&out);
         assert_eq!(sid, 1);
         let expiry = T0 / 1000 + 4;
-        assert_eq!(*ice_servers_expire_at, Some(expiry));
+        assert_eq!(ice_servers_expire_at, Some(expiry));
         assert_eq!(
             ice_servers[0],
             IceServer::stun(vec!["stun:stun.example.org".into()])
@@ -189,17 +194,7 @@ mod tests {
         let mut sb = Switchboard::new(Config::default());
         let mut out = Vec::new();
         sb.login(1, party("alice"), T0, &mut out).unwrap();
-        let (
-            _,
-            ServerMessage::LoginOk {
-                ice_servers,
-                ice_servers_expire_at,
-                ..
-            },
-        ) = sent(&out)[0]
-        else {
-            panic!("{out:?}")
-        };
+        let (_, ice_servers, ice_servers_expire_at) = login_ok_ice(&out);
         assert!(ice_servers.is_empty() && ice_servers_expire_at.is_none());
         assert!(!sent(&out)[0].1.encode().contains("ice_servers"));
         assert_eq!(sb.next_deadline(), None);
@@ -214,17 +209,7 @@ mod tests {
         });
         out.clear();
         sb.login(1, party("alice"), T0, &mut out).unwrap();
-        let (
-            _,
-            ServerMessage::LoginOk {
-                ice_servers,
-                ice_servers_expire_at,
-                ..
-            },
-        ) = sent(&out)[0]
-        else {
-            panic!("{out:?}")
-        };
+        let (_, ice_servers, ice_servers_expire_at) = login_ok_ice(&out);
         assert_eq!(ice_servers.len(), 1);
         assert!(ice_servers_expire_at.is_none());
         assert_eq!(sb.next_deadline(), None);
